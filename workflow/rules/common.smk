@@ -1,0 +1,98 @@
+# Shared helpers: config validation (before any job), provenance for MLflow, the job payload
+# every rule hands to `ldm stage`.
+import json
+import os
+
+from ldm.config import ConfigError, config_hash, load_schema, validate_config
+from ldm.stages import code_files
+
+try:
+    validate_config(config, load_schema(Path(workflow.current_basedir).parent / "schemas" / "config.schema.yaml"))
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+# Provenance for every job's MLflow run; environment, not params, so changing one experiment's
+# settings does not invalidate the others.
+os.environ.update(LDM_PROFILE=str(config["profile"]), LDM_CONFIG_HASH=config_hash(config))
+# Jobs run `python -m ldm.cli`; with `--sdm conda` the per-rule env (workflow/envs/ldm.yaml) has the
+# dependencies and the package is imported from the checkout.
+_src = str(Path(workflow.basedir) / "src")
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_src, os.environ.get("PYTHONPATH", "")) if p))
+
+# Figures of paper Fig. 2 per ICA part (rule ica_figure).
+ICA_FIGURES = {
+    "images": ["histograms", "images", "objective"],
+    "ou": ["histograms", "paths", "objective"],
+}
+
+
+def ica_parts():
+    """ICA parts enabled in config['ica']['parts']."""
+    return [p for p in ICA_FIGURES if p in config["ica"]["parts"]]
+
+
+def ica_targets():
+    """Final outputs of the `ica` experiment: metrics.json and every figure (PNG + PDF)."""
+    figs = [
+        f"results/ica/figures/{part}_{kind}.{ext}"
+        for part in ica_parts()
+        for kind in ICA_FIGURES[part]
+        for ext in ("png", "pdf")
+    ]
+    return ["results/ica/metrics.json", *figs]
+
+
+EXPERIMENT_TARGETS = {"ica": ica_targets}
+
+
+def experiment_targets():
+    """Final outputs of the experiments enabled in config['experiments']."""
+    return [path for name in config["experiments"] for path in EXPERIMENT_TARGETS[name]()]
+
+
+def stage_code(experiment):
+    """The ldm source files an experiment's stages run (an input of every rule, so that a code
+    change reruns the step in Snakemake as in DVC)."""
+    return code_files(experiment, Path(workflow.basedir))
+
+
+def stage_job(rule_name, settings_key):
+    """Params function: the JSON job description passed to `ldm stage` (settings section,
+    named inputs/outputs, wildcards, rule)."""
+
+    def make(wildcards, input, output):
+        key = settings_key.format(**wildcards)
+        node = config
+        for part in key.split("."):
+            node = node[part]
+        return json.dumps(
+            {
+                "rule": rule_name,
+                "settings_key": key,
+                "settings": node,
+                "wildcards": dict(wildcards.items()),
+                "input": {k: v for k, v in input.items() if k != "code"},
+                "output": dict(output.items()),
+            },
+            sort_keys=True,
+        )
+
+    return make
+
+
+def sync_dvc_lock():
+    """Run `dvc commit -f` after a successful run of the profile dvc.yaml was generated for."""
+    import subprocess
+
+    if os.environ.get("DVC_STAGE"):
+        return
+    dvc_yaml = Path("dvc.yaml")
+    configfiles = [os.path.relpath(c) for c in workflow.configfiles]
+    if not dvc_yaml.exists() or not Path(".dvc").is_dir():
+        return
+    header = dvc_yaml.read_text().split("\n", 1)[0]
+    if not configfiles or f"({configfiles[-1]})" not in header:
+        return
+    done = subprocess.run(["dvc", "commit", "--force", "--quiet"], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"note: `dvc commit` did not record this run in dvc.lock:\n{done.stderr.strip()}")
