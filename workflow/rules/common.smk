@@ -19,16 +19,15 @@ os.environ.update(LDM_PROFILE=str(config["profile"]), LDM_CONFIG_HASH=config_has
 _src = str(Path(workflow.basedir) / "src")
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_src, os.environ.get("PYTHONPATH", "")) if p))
 
-# Figures of paper Fig. 2 per ICA part (rule ica_figure).
-ICA_FIGURES = {
-    "images": ["histograms", "images", "objective"],
-    "ou": ["histograms", "paths", "objective"],
-}
+# Figures of paper Fig. 2 per ICA part, made by ica_figures: signal histograms, the recovered
+# signals (images, or OU paths) and the objective during fitting.
+ICA_PARTS = ["images", "ou"]
+ICA_FIGURES = ["histograms", "recovered", "objective"]
 
 
 def ica_parts():
     """ICA parts enabled in config['ica']['parts']."""
-    return [p for p in ICA_FIGURES if p in config["ica"]["parts"]]
+    return [p for p in ICA_PARTS if p in config["ica"]["parts"]]
 
 
 def ica_targets():
@@ -36,7 +35,7 @@ def ica_targets():
     figs = [
         f"results/ica/figures/{part}_{kind}.{ext}"
         for part in ica_parts()
-        for kind in ICA_FIGURES[part]
+        for kind in ICA_FIGURES
         for ext in ("png", "pdf")
     ]
     return ["results/ica/metrics.json", *figs]
@@ -87,11 +86,10 @@ def sync_dvc_lock():
     if os.environ.get("DVC_STAGE"):
         return
     dvc_yaml = Path("dvc.yaml")
-    configfiles = [os.path.relpath(c) for c in workflow.configfiles]
     if not dvc_yaml.exists() or not Path(".dvc").is_dir():
         return
-    header = dvc_yaml.read_text().split("\n", 1)[0]
-    if not configfiles or f"({configfiles[-1]})" not in header:
+    profile = os.path.relpath((workflow.overwrite_configfiles or ["config/config.yaml"])[-1])
+    if f"({profile})" not in dvc_yaml.read_text().split("\n", 1)[0]:
         return
     done = subprocess.run(["dvc", "commit", "--force", "--quiet"], capture_output=True, text=True)
     if done.returncode != 0:

@@ -73,7 +73,7 @@ rule ica_evaluate:
         "python -m ldm.cli stage ica.evaluate --job {params.job:q} 2>&1 | tee {log}"
 
 
-rule ica_figure:
+rule ica_figures:
     input:
         code=stage_code("ica"),
         sources="data/ica/{part}/sources.npz",
@@ -81,12 +81,15 @@ rule ica_figure:
         fit="results/ica/{part}/fit.npz",
         run="results/ica/{part}/mlflow_run.json",
     output:
-        png="results/ica/figures/{part}_{kind}.png",
-        pdf="results/ica/figures/{part}_{kind}.pdf",
+        **{
+            f"{kind}_{ext}": f"results/ica/figures/{{part}}_{kind}.{ext}"
+            for kind in ICA_FIGURES
+            for ext in ("png", "pdf")
+        },
     params:
-        job=stage_job("ica_figure", "ica.{part}"),
+        job=stage_job("ica_figures", "ica.{part}"),
     log:
-        "logs/ica/{part}/figure_{kind}.log",
+        "logs/ica/{part}/figures.log",
     conda:
         "../envs/ldm.yaml"
     shell:

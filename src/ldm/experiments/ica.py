@@ -121,9 +121,9 @@ def figures(job: Job) -> None:
         kind = os.path.basename(stem).removeprefix(f"{part}_")
         if kind == "histograms":
             written += ica_figures.plot_signal_histograms(S, X, Y, model, stem)
-        elif kind == "images":
+        elif kind == "recovered" and part == "images":
             written += ica_figures.plot_recovered_images(S, X, Y, tuple(src["image_shape"]), stem)
-        elif kind == "paths":
+        elif kind == "recovered" and part == "ou":
             written += ica_figures.plot_ou_paths(S, X, Y, src["variances"], stem)
         elif kind == "objective":
             written += ica_figures.plot_objective_history(fitted["history"], stem)

@@ -1,0 +1,103 @@
+"""Bad config stops the run before any job starts, with a message naming the key and allowed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, run
+from ldm.config import ConfigError, load_profile, validate_config
+
+
+def _default() -> dict:
+    return load_profile(REPO / "config" / "config.yaml")
+
+
+@pytest.mark.parametrize("profile", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_profiles_are_valid(profile: Path) -> None:
+    validate_config(load_profile(profile))
+
+
+def test_negative_iterations_named_with_bound() -> None:
+    cfg = _default()
+    cfg["ica"]["images"]["fit"]["n_iter"] = -5
+    with pytest.raises(ConfigError, match=r"'ica\.images\.fit\.n_iter' = -5 is out of range \(must be >= 1\)"):
+        validate_config(cfg)
+
+
+def test_unknown_key_named_with_allowed_keys() -> None:
+    cfg = _default()
+    cfg["ica"]["images"]["mixing"]["strength"] = 2
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "unknown config key 'ica.images.mixing.strength'" in str(err.value)
+    assert "a, angle_deg, kind" in str(err.value)
+
+
+def test_unknown_experiment_lists_allowed() -> None:
+    cfg = _default()
+    cfg["experiments"] = ["ica", "cifar"]
+    with pytest.raises(ConfigError, match=r"'experiments\[1\]' = 'cifar' is not allowed \(allowed values: 'ica', 'kalman'"):
+        validate_config(cfg)
+
+
+def test_unknown_dataset_name_lists_allowed() -> None:
+    cfg = _default()
+    cfg["ica"]["images"]["sources"]["names"] = ["chelsea", "lena"]
+    with pytest.raises(ConfigError, match=r"'ica\.images\.sources\.names\[1\]' = 'lena' is not allowed .*'coffee'"):
+        validate_config(cfg)
+
+
+def test_all_violations_reported_together() -> None:
+    cfg = _default()
+    cfg["bogus"] = 1
+    cfg["ica"]["ou"]["sources"]["sigma"] = -1.0
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "'bogus'" in str(err.value) and "'ica.ou.sources.sigma'" in str(err.value)
+
+
+def test_missing_profile_file_named() -> None:
+    with pytest.raises(ConfigError, match="config profile .*nope.yaml does not exist"):
+        load_profile(REPO / "config" / "nope.yaml")
+
+
+def _snakemake_with(tmp_path: Path, cfg: dict | None, name: str = "bad.yaml"):
+    path = tmp_path / name
+    if cfg is not None:
+        path.write_text(yaml.safe_dump(cfg))
+    return run(["snakemake", "-n", "--configfile", str(path)], REPO, check=False, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["ica"]["images"]["fit"].update(n_iter=-1), "'ica.images.fit.n_iter' = -1 is out of range"),
+        (lambda c: c.update(colour="red"), "unknown config key 'colour'"),
+        (lambda c: c.update(experiments=["ica", "wobbly"]), "'experiments[1]' = 'wobbly' is not allowed"),
+        (lambda c: c["ica"]["images"]["sources"].update(names=["chelsea", "x"]), "'ica.images.sources.names[1]' = 'x' is not allowed"),
+    ],
+    ids=["negative", "unknown-key", "unknown-experiment", "unknown-dataset"],
+)
+def test_snakemake_stops_before_any_job(tmp_path: Path, edit, message: str) -> None:
+    cfg = _default()
+    edit(cfg)
+    done = _snakemake_with(tmp_path, cfg)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert message in out
+    assert "Job stats" not in out and "rule ica_" not in out  # no job was even planned
+
+
+def test_snakemake_names_missing_profile(tmp_path: Path) -> None:
+    done = _snakemake_with(tmp_path, None, "does-not-exist.yaml")
+    assert done.returncode != 0
+    assert "does-not-exist.yaml" in done.stdout + done.stderr
+
+
+def test_make_run_names_missing_profile() -> None:
+    done = run(["make", "-s", "run", "PROFILE=config/nope.yaml", "VENV=" + str(Path(__import__('sys').executable).parents[1])], REPO, check=False, timeout=60)
+    assert done.returncode != 0
+    assert "config profile config/nope.yaml does not exist" in done.stderr

@@ -1,0 +1,54 @@
+"""pyproject.toml is the single source of dependencies; the conda files agree with it."""
+
+from __future__ import annotations
+
+import tomllib
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from conftest import REPO
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _pip_section(env: dict) -> list[str]:
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict) and "pip" in dep:
+            return dep["pip"]
+    raise AssertionError("no pip section")
+
+
+def _python_pin(env: dict) -> str:
+    pins = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
+    assert len(pins) == 1, pins
+    return pins[0].split("=", 1)[1]
+
+
+def test_pins_required_by_the_project() -> None:
+    deps = {Requirement(d).name: Requirement(d) for d in _pyproject()["project"]["dependencies"]}
+    assert str(deps["torch"].specifier) == "==2.14.1"
+    assert str(deps["torchvision"].specifier) == "==0.29.1"
+    for name in ("snakemake", "dvc", "mlflow", "pandas", "pynwb", "scikit-learn", "scikit-image", "matplotlib", "tqdm"):
+        assert name in deps, name
+    assert "pytest" in " ".join(_pyproject()["project"]["optional-dependencies"]["dev"])
+
+
+def test_environment_yml_installs_the_project_with_a_compatible_python() -> None:
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    assert env["channels"][0] == "conda-forge"
+    pip = _pip_section(env)
+    assert any(entry.startswith("-e .") for entry in pip), pip
+    requires = SpecifierSet(_pyproject()["project"]["requires-python"])
+    assert _python_pin(env) + ".0" in requires
+
+
+def test_rule_environment_mirrors_pyproject() -> None:
+    env = yaml.safe_load((REPO / "workflow" / "envs" / "ldm.yaml").read_text())
+    rule_deps = {Requirement(d).name: Requirement(d).specifier for d in _pip_section(env)}
+    project = {Requirement(d).name: Requirement(d).specifier for d in _pyproject()["project"]["dependencies"]}
+    assert rule_deps == project
+    assert _python_pin(env) + ".0" in SpecifierSet(_pyproject()["project"]["requires-python"])

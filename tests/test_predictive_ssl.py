@@ -1,0 +1,268 @@
+"""Predictive LDM with a Kalman predictor: losses, optimiser groups, gradient cosine, and the training
+stage end to end (resume after a kill gives identical metrics; a non-finite loss stops with a clear error)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from ldm import predictive_ssl as ps
+from ldm.entropy_estimators import gaussian_cross_entropy, knn_entropy
+from ldm.experiments import kalman as kx
+from ldm.training import NonFiniteLossError
+
+TINY_SECTION = {
+    "seeds": [1],
+    "data_seed": 2,
+    "defaults": {"grad_cos_every": 1, "mlflow": False, "progress": False, "eval_train_subset": 8},
+    "datasets": {
+        "tiny8": {"motion": "figure8", "seq_len": 20, "dt": 0.1, "period": 1.0, "observation_noise": 0.01,
+                  "n_train": 16, "n_test": 4},
+        "tinycirc": {"motion": "circular", "seq_len": 20, "dt": 0.1, "period": 2.0, "noise_type": "random_gaussian",
+                     "observation_noise": 0.3, "prediction_noise": 0.05, "n_train": 16, "n_test": 4},
+    },
+    "runs": {
+        "knn": {"dataset": "tiny8", "loss": "knn", "model": {"state_dim": 4, "latent_dim": 2},
+                "optim": {"batch_size": 8, "lr": 0.005, "epochs": 3}},
+        "sg": {"dataset": "tiny8", "loss": "stopgrad", "model": {"state_dim": 4, "latent_dim": 2},
+               "optim": {"batch_size": 8, "lr": 0.005, "epochs": 3}},
+        "inferred": {"dataset": "tinycirc", "loss": "stopgrad",
+                     "model": {"state_dim": 2, "latent_dim": 2, "obs_noise": "inferred"},
+                     "optim": {"batch_size": 8, "lr": 0.01, "epochs": 2}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def data_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    out = {}
+    for name in TINY_SECTION["datasets"]:
+        kx.generate_videos(kx.dataset_config(TINY_SECTION, name), root / name)
+        out[name] = root / name
+    return out
+
+
+def _model_and_batch(loss="knn", seed=0, **model):
+    cfg = ps.deep_merge(ps.DEFAULTS, {"loss": loss, "model": {"state_dim": 4, "latent_dim": 2, **model}})
+    m = ps.KalmanSSL(cfg["model"], seed=seed)
+    g = torch.Generator().manual_seed(1)
+    frames = torch.randn(4, 15, 100, generator=g)
+    return m, cfg, frames
+
+
+def test_knn_loss_is_kalman_nll_minus_T_entropy():
+    m, cfg, x = _model_and_batch("knn")
+    z, out = m(x)
+    loss, terms = ps.ssl_loss(m, z, out, cfg)
+    nll = gaussian_cross_entropy(z, out.pred_mean, out.innov_cov, jitter=1e-6).mean(0).sum()
+    ent = knn_entropy(z.reshape(-1, 2), k=3, p=2.0, clip_quantile=0.9, scale_by_dim=True)
+    torch.testing.assert_close(loss, nll - 15 * ent)
+    assert set(terms) == {"kalman_nll", "knn_entropy"}
+
+
+def test_stopgrad_loss_gets_no_gradient_through_current_target():
+    m, cfg, x = _model_and_batch("stopgrad")
+    z = m.encoder(x).detach().requires_grad_(True)
+    out = m.kalman(z, x)
+    loss, _ = ps.ssl_loss(m, z, out, cfg)
+    (g,) = torch.autograd.grad(loss, z)
+    # the last encoding is only ever a (detached) target: zero gradient; earlier ones feed predictions
+    assert torch.all(g[:, -1] == 0)
+    assert g[:, :-1].abs().sum() > 0
+    # its value is the Kalman negative log-likelihood of Eq. 15
+    torch.testing.assert_close(loss, ps.kalman_nll(z, out))
+
+
+def test_infonce_loss_runs_and_is_positive():
+    m, cfg, x = _model_and_batch("infonce")
+    z, out = m(x)
+    loss, terms = ps.ssl_loss(m, z, out, cfg)
+    assert float(loss.detach()) > 0 and "infonce" in terms
+    loss.backward()
+    assert m.encoder.net[0].weight.grad.abs().sum() > 0
+
+
+def test_unknown_loss_raises():
+    m, cfg, x = _model_and_batch("knn")
+    z, out = m(x)
+    with pytest.raises(ValueError, match="unknown loss"):
+        ps.ssl_loss(m, z, out, {**cfg, "loss": "mse"})
+
+
+def test_optimizer_groups_and_lr_scaling():
+    m, cfg, _ = _model_and_batch(obs_noise="inferred")
+    opt = ps.build_optimizer(m, {"batch_size": 32, "lr": 0.01})
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    base = 0.01 * 32 / 256
+    assert lrs["encoder"] == pytest.approx(base)
+    assert lrs["kalman"] == pytest.approx(100 * base)
+    assert lrs["obs_net"] == pytest.approx(0.03 * base)
+    assert lrs["pos_probe"] == pytest.approx(0.5 * 32 / 256)
+    names = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert names == {id(p) for p in m.parameters()}
+    fast = next(g for g in opt.param_groups if g["name"] == "kalman")
+    assert {id(p) for p in fast["params"]} == {id(p) for p in m.kalman.fast_parameters()}
+    m2, _, _ = _model_and_batch(process_noise="observation+prediction")
+    lrs2 = {g["name"]: g["lr"] for g in ps.build_optimizer(m2, {"batch_size": 8, "lr": 0.01}).param_groups}
+    assert lrs2["process_net"] == pytest.approx(10 * 0.01 * 8 / 256)
+
+
+def test_schedulers():
+    m, _, _ = _model_and_batch()
+    opt = ps.build_optimizer(m, {"batch_size": 8, "lr": 0.005})
+    sch = ps.build_scheduler(opt, {"epochs": 20, "scheduler": "step"})
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sch.step()
+    base = 0.005 * 8 / 256
+    assert lrs[5] == pytest.approx(base) and lrs[6] == pytest.approx(base / 2) and lrs[13] == pytest.approx(base / 4)
+    opt = ps.build_optimizer(m, {"batch_size": 8, "lr": 0.02})
+    sch = ps.build_scheduler(opt, {"epochs": 4, "scheduler": "linear", "min_lr_factor": 0.25})
+    for _ in range(4):
+        opt.step()
+        sch.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.25 * 0.02 * 8 / 256)
+    with pytest.raises(ValueError, match="scheduler"):
+        ps.build_scheduler(opt, {"scheduler": "cosine"})
+
+
+def test_gradient_cosine_in_range_and_does_not_touch_grads():
+    m, cfg, x = _model_and_batch("knn")
+    z, out = m(x)
+    c = ps.gradient_cosine(m, z, out, cfg["knn"])
+    assert -1.0 <= c <= 1.0 and math.isfinite(c)
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_rotation_angles():
+    th = math.radians(18.0)
+    A = torch.tensor([[math.cos(th), -math.sin(th), 0.0], [math.sin(th), math.cos(th), 0.0], [0.0, 0.0, 0.5]])
+    assert ps.rotation_angles_deg(A) == pytest.approx([18.0])
+    assert ps.dominant_rotation_deg(torch.eye(2) * 0.9) == 0.0
+
+
+def test_resolve_run_and_config_errors():
+    cfg = kx.resolve_run(TINY_SECTION, "knn", 3)
+    assert cfg["seed"] == 3 and cfg["data"]["motion"] == "figure8" and cfg["model"]["hidden_dim"] == 100
+    assert cfg["optim"]["weight_decay"] == ps.DEFAULTS["optim"]["weight_decay"]
+    with pytest.raises(KeyError, match="kalman.runs.nope"):
+        kx.resolve_run(TINY_SECTION, "nope", 1)
+    bad = {**TINY_SECTION, "runs": {"x": {"dataset": "tiny8", "lossy": 1}}}
+    with pytest.raises(KeyError, match="unknown key"):
+        kx.resolve_run(bad, "x", 1)
+    with pytest.raises(KeyError, match="datasets.missing"):
+        kx.dataset_config(TINY_SECTION, "missing")
+
+
+def _final(run_dir):
+    return json.loads((run_dir / "train_metrics.json").read_text())["final"]
+
+
+def test_train_evaluate_figures_summarize(data_dirs, tmp_path):
+    cfg = kx.resolve_run(TINY_SECTION, "inferred", 1)
+    rd = tmp_path / "inferred"
+    summary = kx.train(cfg, data_dirs["tinycirc"], rd)
+    assert summary["epochs"] == 2 and summary["steps"] == 4
+    for f in ("model.pt", "history.json", "train_metrics.json", "checkpoints/last.pt"):
+        assert (rd / f).is_file()
+    ev = kx.evaluate(None, data_dirs["tinycirc"], rd)
+    for k in ("r2_heldout", "r2_online_paper", "noise_decoding_r2", "rotation_deg", "grad_cos_min"):
+        assert k in ev and math.isfinite(ev[k])
+    figs = kx.figures(None, data_dirs["tinycirc"], rd, tmp_path / "figs")
+    assert any(p.name.startswith("noise_") for p in figs)
+    assert {p.suffix for p in figs} == {".png", ".pdf"}
+    out = tmp_path / "res" / "metrics.json"
+    metrics = kx.summarize([rd], out, profile="test")
+    assert metrics["profile"] == "test" and metrics["seeds"] == [1]
+    assert "inferred/r2_heldout_mean" in metrics and "inferred/r2_heldout_std" in metrics
+    assert (tmp_path / "res" / "tables" / "runs.csv").is_file()
+    assert (tmp_path / "res" / "figures" / "fig4d_grad_cos.png").is_file()
+
+
+def test_killed_run_resumes_with_identical_metrics(data_dirs, tmp_path, monkeypatch):
+    cfg = kx.resolve_run(TINY_SECTION, "knn", 1)
+    ref = tmp_path / "ref"
+    kx.train(cfg, data_dirs["tiny8"], ref)
+
+    # kill 1: right after the epoch-1 checkpoint; kill 2: in the middle of epoch 3 (step 6 of 6)
+    run = tmp_path / "killed"
+
+    def kill_after_epoch(epoch, _metrics):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        kx.train(cfg, data_dirs["tiny8"], run, _on_epoch_hook=kill_after_epoch)
+    assert not (run / "model.pt").exists()
+
+    real = kx.training_loss
+    calls = {"n": 0}
+
+    def dying_loss(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 4:  # epoch 2 done (steps 3-4 ran), dies in the first step of epoch 3
+            raise KeyboardInterrupt("simulated kill mid-epoch")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(kx, "training_loss", dying_loss)
+    with pytest.raises(KeyboardInterrupt):
+        kx.train(cfg, data_dirs["tiny8"], run)
+    monkeypatch.setattr(kx, "training_loss", real)
+    kx.train(cfg, data_dirs["tiny8"], run)
+
+    a, b = _final(ref), _final(run)
+    for k, v in a.items():
+        if k.endswith("time_s"):
+            continue
+        assert b[k] == v, k
+    sa = torch.load(ref / "model.pt", weights_only=False)["model"]
+    sb = torch.load(run / "model.pt", weights_only=False)["model"]
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    ha = json.loads((ref / "history.json").read_text())
+    hb = json.loads((run / "history.json").read_text())
+    assert [s["grad_cos"] for s in ha["steps"]] == [s["grad_cos"] for s in hb["steps"]]
+
+
+def test_non_finite_loss_names_step_and_term_and_keeps_checkpoint(data_dirs, tmp_path, monkeypatch):
+    cfg = kx.resolve_run(TINY_SECTION, "sg", 1)
+    real = kx.training_loss
+
+    def nan_at_step_3(model, frames, pos, level, c):
+        loss, terms, z, out = real(model, frames, pos, level, c)
+        nan_at_step_3.n += 1
+        if nan_at_step_3.n == 3:
+            terms["stopgrad_nll"] = terms["stopgrad_nll"] * float("nan")
+            loss = loss * float("nan")
+        return loss, terms, z, out
+
+    nan_at_step_3.n = 0
+    monkeypatch.setattr(kx, "training_loss", nan_at_step_3)
+    rd = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"step 3 \(epoch 2; both counted from 1\): term stopgrad_nll=nan"):
+        kx.train(cfg, data_dirs["tiny8"], rd)
+    ck = torch.load(rd / "checkpoints" / "last.pt", weights_only=False)
+    assert ck["epoch"] == 1 and ck["step"] == 2
+    assert not (rd / "model.pt").exists()
+
+
+def test_nan_frames_raise_non_finite(data_dirs, tmp_path):
+    import numpy as np
+
+    from ldm import videos
+
+    arrays, meta = videos.load_npz(data_dirs["tiny8"] / "train.npz")
+    arrays["frames"][:, 3, 7] = np.nan
+    bad = tmp_path / "bad"
+    videos.save_npz(bad / "train.npz", arrays, meta)
+    (bad / "test.npz").write_bytes((data_dirs["tiny8"] / "test.npz").read_bytes())
+    cfg = kx.resolve_run(TINY_SECTION, "sg", 1)
+    cfg["fresh_noise"] = False
+    with pytest.raises(NonFiniteLossError, match="step 1 "):
+        kx.train(cfg, bad, tmp_path / "run")
