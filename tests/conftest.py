@@ -42,6 +42,8 @@ def copy_repo(dest: Path) -> Path:
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.split("\0")
     for rel in filter(None, listed):
+        if rel == "dvc.lock":  # the copy records its own runs
+            continue
         src = REPO / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Plotting functions that render the paper's figures from experiment outputs."""
