@@ -12,7 +12,7 @@ from ldm import latent_models as lm
 from ldm import objectives as ob
 from ldm.objective_registry import CATEGORICAL_RUNS, PREDICTIVE_LOSSES, TABLE_A1, build_objective, table_a1_config
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)  # tiny tensors; avoids oversubscribing shared CI cores
 
 B, D = 64, 16
 
@@ -68,11 +68,14 @@ def test_returns_loss_and_float_parts(name):
 # ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [n for n in TWO_VIEW if n not in NO_ENTROPY_TERM])
 def test_collapsed_batch_scores_worse(name):
+    """All z equal (to the first point of the spread batch) vs the spread batch itself.
+
+    (Collapsing onto a point of the same batch keeps the comparison local: on the simplex
+    the Dirichlet kernel width depends on the location, so a batch collapsed at the
+    centre can out-score a spread batch of near-vertex points.)"""
     obj = build_objective(TWO_VIEW[name])
     z1, z2 = _spread_pair()
-    if TWO_VIEW[name].get("space") == "simplex":
-        z1, z2 = 4 * z1, 4 * z2  # logits
-    c = torch.randn(1, D).expand(B, D).contiguous()
+    c = z1[:1].expand(B, D).contiguous()
     loss_spread, _ = obj(z1, z2)
     loss_collapsed, _ = obj(c, c.clone())
     assert loss_collapsed.item() > loss_spread.item()
@@ -152,7 +155,11 @@ def test_categorical_decreases_on_toy_problem(name):
 
 @pytest.mark.parametrize("name", list(PREDICTIVE_LOSSES))
 def test_predictive_decreases_on_toy_sequence(name):
-    """Encoder per frame + linear latent predictor ẑ_t = A z_{t-1} (Kalman-like, unit noise)."""
+    """Encoder per frame + linear latent predictor ẑ_t = A z_{t-1} (Kalman-like, unit noise).
+
+    The stopgrad losses are semi-gradient objectives (the target moves with the encoder), so
+    for them the claim tested is the one they make: at fixed targets the loss decreases in
+    the predictor, which is trained on the faster timescale (App. A.6.2)."""
     torch.manual_seed(0)
     obj = build_objective(PREDICTIVE_LOSSES[name])
     t = torch.arange(20) * 0.3
@@ -162,7 +169,9 @@ def test_predictive_decreases_on_toy_sequence(name):
     frames = torch.tanh((pos @ rot) @ torch.randn(2, 12))  # (8, 20, 12)
     enc = torch.nn.Sequential(torch.nn.Linear(12, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2))
     a = torch.nn.Parameter(torch.eye(2))
-    opt = torch.optim.Adam([*enc.parameters(), a], lr=3e-3)
+    stopgrad = PREDICTIVE_LOSSES[name]["estimator"] == "stopgrad"
+    opt = torch.optim.Adam([{"params": enc.parameters(), "lr": 0.0 if stopgrad else 3e-3},
+                            {"params": [a], "lr": 3e-2}])
 
     def step_loss():
         z = enc(frames)
@@ -321,3 +330,18 @@ def test_predictive_losses_match_reference():
     h = 0.5 * torch.logdet(torch.cov(zz.reshape(-1, 2).T) + 1e-8 * torch.eye(2, dtype=zz.dtype)) + (1 + math.log(2 * math.pi))
     assert math.isclose(parts["entropy"], h.item(), rel_tol=1e-6)
     assert torch.allclose(loss, -10 * h)
+
+
+def test_no_value_asserts_or_item_calls_in_hot_paths():
+    """Efficiency rule: no per-step Python asserts / host syncs on tensor values in the library
+    (the only float() conversion is the documented `parts` packing)."""
+    from pathlib import Path
+
+    import ldm
+
+    root = Path(ldm.__file__).parent
+    for mod in ("entropy_estimators.py", "latent_models.py", "objectives.py"):
+        src = (root / mod).read_text()
+        assert "assert " not in src, mod
+        assert ".item()" not in src, mod
+        assert ".tolist()" not in src, mod
