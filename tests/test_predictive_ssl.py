@@ -266,3 +266,41 @@ def test_nan_frames_raise_non_finite(data_dirs, tmp_path):
     cfg["fresh_noise"] = False
     with pytest.raises(NonFiniteLossError, match="step 1 "):
         kx.train(cfg, bad, tmp_path / "run")
+
+
+def test_command_line_stages(tmp_path, capsys):
+    import yaml
+
+    cfg = tmp_path / "profile.yaml"
+    section = json.loads(json.dumps(TINY_SECTION))
+    section["runs"] = {"sg": section["runs"]["sg"]}
+    section["runs"]["sg"]["optim"]["epochs"] = 1
+    cfg.write_text(yaml.safe_dump({"kalman": section}))
+    assert kx.main(["list", "--config", str(cfg)]) == 0
+    assert "sg 1 tiny8" in capsys.readouterr().out
+    data = tmp_path / "data" / "tiny8"
+    run = tmp_path / "runs" / "sg" / "seed1"
+    assert kx.main(["videos", "--config", str(cfg), "--dataset", "tiny8", "--out", str(data)]) == 0
+    common = ["--config", str(cfg), "--run", "sg", "--seed", "1", "--videos", str(data), "--out", str(run)]
+    assert kx.main(["train", *common, "--no-mlflow", "--no-progress"]) == 0
+    assert kx.main(["evaluate", *common]) == 0
+    assert kx.main(["summarize", "--out", str(tmp_path / "res" / "metrics.json"), str(run)]) == 0
+    metrics = json.loads((tmp_path / "res" / "metrics.json").read_text())
+    assert "sg/r2_heldout_mean" in metrics
+
+
+def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
+    """A rerun after a config change starts afresh instead of resuming the old run's checkpoint."""
+    import torch
+
+    from ldm.checkpoint import save_checkpoint
+    from ldm.training import discard_stale_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    save_checkpoint(tmp_path, model=model, optimizer=opt, scheduler=None, step=3, epoch=1, history={},
+                    extra={"resume_key": '{"lr": 0.1}'})
+    assert not discard_stale_checkpoint(tmp_path, {"lr": 0.1})
+    assert (tmp_path / "last.pt").exists()
+    assert discard_stale_checkpoint(tmp_path, {"lr": 0.2})
+    assert not (tmp_path / "last.pt").exists() and (tmp_path / "last.stale.pt").exists()

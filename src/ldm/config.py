@@ -69,7 +69,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
         return f"config key '{key}' = {error.instance!r} is not allowed (allowed values: {', '.join(map(repr, error.validator_value))})"
     if error.validator == "required":
-        return f"config key '{key}' is missing a required entry: {error.message}"
+        missing = [k for k in error.validator_value if isinstance(error.instance, dict) and k not in error.instance]
+        names = ", ".join(f"'{_key_path([*error.absolute_path, m])}'" for m in missing)
+        return f"missing config key {names}"
     if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[error.validator]
         return f"config key '{key}' = {error.instance!r} is out of range (must be {op} {error.validator_value})"
@@ -113,10 +115,33 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
     _fill_defaults(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
-    if errors:
-        lines = "\n  - ".join(_describe(e) for e in errors)
+    problems = list(dict.fromkeys(_describe(e) for e in errors)) or _reference_errors(config)
+    if problems:
+        lines = "\n  - ".join(problems)
         raise ConfigError(f"invalid config:\n  - {lines}")
     return config
+
+
+def _reference_errors(config: Mapping[str, Any]) -> list[str]:
+    """Cross-references the schema cannot express: every Kalman run names a defined data set."""
+    problems = []
+    kalman = config.get("kalman") or {}
+    datasets = sorted(kalman.get("datasets") or {})
+    for run, settings in (kalman.get("runs") or {}).items():
+        if settings.get("dataset") not in datasets:
+            problems.append(
+                f"config key 'kalman.runs.{run}.dataset' = {settings.get('dataset')!r} is not a data set "
+                f"defined under kalman.datasets (allowed values: {', '.join(map(repr, datasets))})"
+            )
+    if "kalman" in config.get("experiments", []) and not kalman:
+        problems.append("config key 'kalman' is missing but 'kalman' is listed in 'experiments'")
+    if "ica" in config.get("experiments", []) and not config.get("ica"):
+        problems.append("config key 'ica' is missing but 'ica' is listed in 'experiments'")
+    ica = config.get("ica") or {}
+    for part in ica.get("parts", []):
+        if part not in ica:
+            problems.append(f"config key 'ica.{part}' is missing but '{part}' is listed in 'ica.parts'")
+    return problems
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

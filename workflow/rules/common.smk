@@ -41,7 +41,34 @@ def ica_targets():
     return ["results/ica/metrics.json", *figs]
 
 
-EXPERIMENT_TARGETS = {"ica": ica_targets}
+def kalman_runs():
+    """(run, seed) pairs of the `kalman` experiment: every run of config['kalman']['runs'] × seed."""
+    kalman = config.get("kalman") or {}
+    return [(run, seed) for run in kalman.get("runs", {}) for seed in kalman.get("seeds", [1])]
+
+
+def kalman_videos_of(split):
+    """Input function: the `split` videos of the data set a Kalman run trains on."""
+    return lambda wc: f"data/kalman/{config['kalman']['runs'][wc.run]['dataset']}/{split}.npz"
+
+
+def kalman_run_files(name):
+    """Named inputs: `name` (e.g. eval.json) of every (run, seed)."""
+    stem = name.split(".")[0]
+    return {f"{stem}_{run}_seed{seed}": f"results/kalman/runs/{run}/seed{seed}/{name}" for run, seed in kalman_runs()}
+
+
+def kalman_targets():
+    """Final outputs of the `kalman` experiment: metrics, run table, Fig. 4D and per-run figures."""
+    return [
+        "results/kalman/metrics.json",
+        "results/kalman/tables/runs.csv",
+        "results/kalman/figures/fig4d_grad_cos.png",
+        *(f"results/kalman/figures/{run}_seed{seed}" for run, seed in kalman_runs()),
+    ]
+
+
+EXPERIMENT_TARGETS = {"ica": ica_targets, "kalman": kalman_targets}
 
 
 def experiment_targets():

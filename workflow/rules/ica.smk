@@ -1,7 +1,5 @@
 # Paper Fig. 2 — linear ICA as LDM (experiment `ica`): sources → mixtures → fit → evaluate → figures.
 # Settings: config key `ica.<part>`; code: ldm.experiments.ica (stages), ldm.ica, ldm.sources.
-# Inputs made by other rules are ancient(): DVC restores files with fresh mtimes in any order, so
-# reruns follow config (params), code and the DAG, not file timestamps.
 
 wildcard_constraints:
     part="images|ou",
@@ -25,7 +23,7 @@ rule ica_sources:
 rule ica_mixtures:
     input:
         code=stage_code("ica"),
-        sources=ancient("data/ica/{part}/sources.npz"),
+        sources="data/ica/{part}/sources.npz",
     output:
         mixtures="data/ica/{part}/mixtures.npz",
     params:
@@ -41,8 +39,8 @@ rule ica_mixtures:
 rule ica_fit:
     input:
         code=stage_code("ica"),
-        sources=ancient("data/ica/{part}/sources.npz"),
-        mixtures=ancient("data/ica/{part}/mixtures.npz"),
+        sources="data/ica/{part}/sources.npz",
+        mixtures="data/ica/{part}/mixtures.npz",
     output:
         fit="results/ica/{part}/fit.npz",
         run="results/ica/{part}/mlflow_run.json",
@@ -59,10 +57,10 @@ rule ica_fit:
 rule ica_evaluate:
     input:
         code=stage_code("ica"),
-        sources=ancient("data/ica/{part}/sources.npz"),
-        mixtures=ancient("data/ica/{part}/mixtures.npz"),
-        fit=ancient("results/ica/{part}/fit.npz"),
-        run=ancient("results/ica/{part}/mlflow_run.json"),
+        sources="data/ica/{part}/sources.npz",
+        mixtures="data/ica/{part}/mixtures.npz",
+        fit="results/ica/{part}/fit.npz",
+        run="results/ica/{part}/mlflow_run.json",
     output:
         evaluation="results/ica/{part}/evaluation.json",
     params:
@@ -78,10 +76,10 @@ rule ica_evaluate:
 rule ica_figures:
     input:
         code=stage_code("ica"),
-        sources=ancient("data/ica/{part}/sources.npz"),
-        mixtures=ancient("data/ica/{part}/mixtures.npz"),
-        fit=ancient("results/ica/{part}/fit.npz"),
-        run=ancient("results/ica/{part}/mlflow_run.json"),
+        sources="data/ica/{part}/sources.npz",
+        mixtures="data/ica/{part}/mixtures.npz",
+        fit="results/ica/{part}/fit.npz",
+        run="results/ica/{part}/mlflow_run.json",
     output:
         **{
             f"{kind}_{ext}": f"results/ica/figures/{{part}}_{kind}.{ext}"
@@ -101,7 +99,7 @@ rule ica_figures:
 rule ica_summarize:
     input:
         code=stage_code("ica"),
-        **{f"evaluation_{p}": ancient(f"results/ica/{p}/evaluation.json") for p in ica_parts()},
+        **{f"evaluation_{p}": f"results/ica/{p}/evaluation.json" for p in ica_parts()},
     output:
         metrics="results/ica/metrics.json",
     params:

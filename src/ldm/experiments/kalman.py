@@ -38,8 +38,8 @@ from ldm.predictive_ssl import (
     DEFAULTS, KalmanSSL, build_optimizer, build_scheduler, deep_merge, dominant_rotation_deg, gradient_cosine,
     kalman_nll, rotation_angles_deg, training_loss,
 )
-from ldm.training import fit
-from ldm.videos import VideoConfig, load_npz, renoise, write_dataset
+from ldm.training import discard_stale_checkpoint, fit
+from ldm.videos import VideoConfig, load_npz, write_dataset
 
 EXPERIMENT = "kalman"
 
@@ -154,9 +154,10 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 @torch.no_grad()
 def filter_all(model: KalmanSSL, frames: torch.Tensor, batch: int = 256) -> dict[str, np.ndarray]:
-    """Run encoder + filter over all sequences in chunks; numpy arrays of z, h, P, D P D^T, Sigma_D, z^."""
+    """Run encoder + filter over all sequences in chunks (no gradients). Returns numpy arrays: encodings z,
+    filtered states h and covariances P, diag Sigma_D (obs_var), predictions z^, S_e (innov_cov), diag Sigma_A."""
     model.eval()
-    keys = ("z", "h", "P", "obs_var", "pred_mean", "innov_cov")
+    keys = ("z", "h", "P", "obs_var", "pred_mean", "innov_cov", "process_var")
     acc: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for i in range(0, frames.shape[0], batch):
         x = frames[i:i + batch]
@@ -168,6 +169,7 @@ def filter_all(model: KalmanSSL, frames: torch.Tensor, batch: int = 256) -> dict
         acc["obs_var"].append(out.obs_var.expand(B, -1, -1).numpy())
         acc["pred_mean"].append(out.pred_mean.numpy())
         acc["innov_cov"].append(out.innov_cov.expand(B, -1, -1, -1).numpy())
+        acc["process_var"].append(out.process_var.expand(B, -1, -1).numpy())
     return {k: np.concatenate(v, 0) for k, v in acc.items()}
 
 
@@ -176,13 +178,13 @@ def filter_all(model: KalmanSSL, frames: torch.Tensor, batch: int = 256) -> dict
 # --------------------------------------------------------------------------------------------------
 
 
-def _mlflow_context(cfg: Mapping[str, Any], run_id: Optional[str]):
+def _mlflow_context(cfg: Mapping[str, Any], run_id: Optional[str], tags: Optional[Mapping[str, Any]] = None):
     if not cfg.get("mlflow", True):
         return nullcontext(None)
     from ldm.tracking import mlflow_run
 
     params = {k: v for k, v in cfg.items() if k not in ("progress",)}
-    tags = {"experiment_part": cfg["name"], "seed": cfg["seed"]}
+    tags = {"experiment_part": cfg["name"], "seed": cfg["seed"], **dict(tags or {})}
     return mlflow_run(EXPERIMENT, f"{cfg['name']}_seed{cfg['seed']}", params=None if run_id else params,
                       tags=tags, run_id=run_id)
 
@@ -197,6 +199,22 @@ def _run_id_from_checkpoint(out_dir: Path) -> Optional[str]:
     return None
 
 
+def _log_to_run(cfg: Mapping[str, Any], run_dir: Path, metrics: Optional[Mapping[str, Any]] = None,
+                artifacts: Iterable[Path] = ()) -> None:
+    """Add evaluation metrics / figure files to the run's MLflow run (reopened by its stored id)."""
+    run_id = _run_id_from_checkpoint(run_dir)
+    if not cfg.get("mlflow", True) or run_id is None:
+        return
+    import mlflow
+
+    with _mlflow_context(cfg, run_id):
+        if metrics:
+            mlflow.log_metrics({f"eval_{k}": float(v) for k, v in metrics.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))})
+        for p in artifacts:
+            mlflow.log_artifact(str(p), artifact_path="figures")
+
+
 def _write_json(path: Path, obj: Any) -> None:
     from ldm.io import write_json
 
@@ -204,7 +222,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def train(cfg: Mapping[str, Any], videos_dir: Path | str, out_dir: Path | str,
-          _on_epoch_hook: Optional[Any] = None) -> dict[str, Any]:
+          tags: Optional[Mapping[str, Any]] = None, _on_epoch_hook: Optional[Any] = None) -> dict[str, Any]:
     """Stage 2: train one run (resolved config from :func:`resolve_run`) on ``videos_dir/{train,test}.npz``.
 
     Writes ``out_dir/checkpoints/last.pt`` every epoch (resumed automatically), and at the end
@@ -282,9 +300,12 @@ def train(cfg: Mapping[str, Any], videos_dir: Path | str, out_dir: Path | str,
             m["grad_cos_mean"] = float(np.mean(cos))
         return m
 
+    resume_key = {k: v for k, v in cfg.items() if k not in ("progress", "mlflow")}
+    if discard_stale_checkpoint(out_dir / "checkpoints", resume_key):
+        (out_dir / "mlflow_run.json").unlink(missing_ok=True)  # the old run belongs to the old settings
     run_id = _run_id_from_checkpoint(out_dir)
     t_start = time.perf_counter()
-    with _mlflow_context(cfg, run_id) as run:
+    with _mlflow_context(cfg, run_id, tags) as run:
         if run is not None and run_id is None:
             _write_json(out_dir / "mlflow_run.json", {"run_id": run.info.run_id})
 
@@ -302,6 +323,7 @@ def train(cfg: Mapping[str, Any], videos_dir: Path | str, out_dir: Path | str,
             batches=batches, step_fn=step_fn, ckpt_dir=out_dir / "checkpoints", end_epoch=end_epoch,
             on_epoch=on_epoch, max_steps=optim_cfg.get("max_steps"), progress=bool(cfg.get("progress", True)),
             desc=f"{cfg['name']} s{seed}", extra={"config": cfg},
+            resume_key=resume_key,
         )
         wall = time.perf_counter() - t_start
         final = dict(history["epochs"][-1]) if history["epochs"] else {}
@@ -432,6 +454,13 @@ def evaluate(cfg: Optional[Mapping[str, Any]], videos_dir: Path | str, run_dir: 
         extra_arrays.update({"err_filtered": err_f, "err_encoder": err_z})
         res["err_filtered_mean"] = float(err_f.mean())
         res["err_encoder_mean"] = float(err_z.mean())
+    if model.kalman.process_noise != "fixed" and "jumps" in train_arr and train_arr["jumps"].any():
+        # jump configs: does the innovation-driven process noise rise at the jumps?
+        q = tr["process_var"].mean(-1)
+        jm = train_arr["jumps"].astype(bool)
+        res["process_var_at_jumps"] = float(q[jm].mean())
+        res["process_var_elsewhere"] = float(q[~jm].mean())
+        res["process_var_jump_ratio"] = res["process_var_at_jumps"] / res["process_var_elsewhere"]
     np_b = {"offset": b, "D": model.kalman.D.numpy(), "A": A.numpy(), "W_ols": W, "c_ols": c,
             "W_enc": enc_fit["W"], "c_enc": enc_fit["c"]}
     from ldm.io import save_npz
@@ -439,6 +468,7 @@ def evaluate(cfg: Optional[Mapping[str, Any]], videos_dir: Path | str, run_dir: 
     save_npz(run_dir / "latents_test.npz", position=pos_te, noise_level=test_arr["noise_level"],
              frames=test_arr["frames"], pos_hat=pos_hat, pos_std=pos_std, **te, **np_b, **extra_arrays)
     _write_json(run_dir / "eval.json", res)
+    _log_to_run(cfg, run_dir, metrics=res)
     return res
 
 
@@ -461,7 +491,7 @@ def figures(cfg: Optional[Mapping[str, Any]], videos_dir: Path | str, run_dir: P
     hist = json.loads((run_dir / "history.json").read_text())
     name = f"{ev['name']}_seed{ev['seed']}"
     paths = []
-    paths += kfig.example_frames(lat["frames"][0], lat["position"][0], fig_dir / f"frames_{ev['dataset']}",
+    paths += kfig.example_frames(lat["frames"][0], lat["position"][0], fig_dir / f"frames_{name}",
                                  title=f"{ev['dataset']} (test video 0)")
     paths += kfig.latent_trajectories(lat, fig_dir / f"latents_{name}", title=name)
     paths += kfig.position_decoding(lat, fig_dir / f"position_{name}", title=f"{name}  R²={ev['r2_heldout']:.3f}")
@@ -469,6 +499,8 @@ def figures(cfg: Optional[Mapping[str, Any]], videos_dir: Path | str, run_dir: P
     paths += kfig.rotation_angle(hist["epochs"], ev["rotation_true_deg"], fig_dir / f"rotation_{name}", title=name)
     if "err_filtered" in lat:
         paths += kfig.noise_panels(lat, fig_dir / f"noise_{name}", title=name)
+    _log_to_run(dict(cfg) if cfg is not None else {"mlflow": True, "name": ev["name"], "seed": ev["seed"]},
+                run_dir, artifacts=paths)
     return paths
 
 
@@ -492,7 +524,7 @@ def summarize(run_dirs: Iterable[Path | str], out: Path | str, profile: Optional
     keys = ["r2_heldout", "r2_online_paper", "r2_heldout_encoder", "r2_heldout_skip10", "grad_cos_min",
             "grad_cos_max", "grad_cos_mean", "rotation_deg", "rotation_true_deg", "spectral_radius",
             "train_time_s", "noise_decoding_r2", "noise_decoding_spearman", "err_filtered_mean",
-            "err_encoder_mean", "position_coverage_2sd"]
+            "err_encoder_mean", "position_coverage_2sd", "process_var_jump_ratio"]
     metrics: dict[str, Any] = {"experiment": EXPERIMENT, "profile": profile or os.environ.get("LDM_PROFILE", "unknown"),
                                "r2_method": "held-out OLS with intercept: fit on filtered states of all training "
                                             "sequences, R2 on all test sequences (independent seed)"}
@@ -529,6 +561,58 @@ def summarize(run_dirs: Iterable[Path | str], out: Path | str, profile: Optional
         fd = Path(fig_dir) if fig_dir is not None else out.parent / "figures"
         kfig.grad_cos(steps_by_run, fd / "fig4d_grad_cos")
     return metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# pipeline stages (``python -m ldm.cli stage kalman.<name> --job <json>``)
+# --------------------------------------------------------------------------------------------------
+# Job conventions: ``settings`` = the ``kalman`` config section (settings_key "kalman");
+#   kalman.videos    wildcards {dataset};     output {train: data/kalman/<dataset>/train.npz, test: .../test.npz}
+#   kalman.train     wildcards {run, seed};   input {train: data/kalman/<dataset>/train.npz};
+#                    output {model: results/kalman/runs/<run>/seed<seed>/model.pt, ...}  (run dir = its folder)
+#   kalman.evaluate  wildcards {run, seed};   input {train, model}; output {eval: <run dir>/eval.json, ...}
+#   kalman.figures   wildcards {run, seed};   input {train, eval};  output: figure files, all in one folder
+#   kalman.summarize input: every run's eval.json (any key names); output {metrics: results/kalman/metrics.json}
+
+try:
+    from ldm.stages import Job, stage
+except ImportError:  # pragma: no cover - the library works without the pipeline layer
+    Job, stage = None, None
+
+if stage is not None:
+
+    def _job_run(job: "Job") -> dict[str, Any]:
+        return resolve_run(kalman_section(job.settings), job.wildcards["run"], int(job.wildcards["seed"]))
+
+    @stage("kalman.videos")
+    def videos_stage(job: "Job") -> None:
+        """Generate one dataset's train/test videos."""
+        generate_videos(dataset_config(kalman_section(job.settings), job.wildcards["dataset"]),
+                        Path(job.output["train"]).parent)
+
+    @stage("kalman.train")
+    def train_stage(job: "Job") -> None:
+        """Train one run x seed (resumes from its checkpoint)."""
+        cfg = _job_run(job)
+        cfg["progress"] = sys.stderr.isatty()
+        train(cfg, Path(job.input["train"]).parent, Path(job.output["model"]).parent, tags=job.context)
+
+    @stage("kalman.evaluate")
+    def evaluate_stage(job: "Job") -> None:
+        """Held-out R^2 and the other evaluation numbers of one run x seed."""
+        evaluate(_job_run(job), Path(job.input["train"]).parent, Path(job.input["model"]).parent)
+
+    @stage("kalman.figures")
+    def figures_stage(job: "Job") -> None:
+        """Per-run figures into the folder of the declared outputs."""
+        fig_dir = Path(job.output["figures"])  # a directory output: this run's figures
+        figures(_job_run(job), Path(job.input["train"]).parent, Path(job.input["eval"]).parent, fig_dir)
+
+    @stage("kalman.summarize")
+    def summarize_stage(job: "Job") -> None:
+        """metrics.json + tables/runs.csv + Fig. 4D over all runs."""
+        run_dirs = sorted({Path(p).parent for p in job.input.values() if Path(p).name == "eval.json"})
+        summarize(run_dirs, job.output["metrics"], profile=os.environ.get("LDM_PROFILE"))
 
 
 # --------------------------------------------------------------------------------------------------

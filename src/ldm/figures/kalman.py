@@ -38,8 +38,8 @@ def example_frames(frames: np.ndarray, position: np.ndarray, stem: Path | str, n
     """Fig. 4A / A3: the first ``n`` frames of a video and the latent trajectory that generated it."""
     T, P = frames.shape
     side = int(round(np.sqrt(P)))
-    fig = plt.figure(figsize=(1.3 * n + 2.6, 2.2))
-    gs = fig.add_gridspec(1, n + 2)
+    fig = plt.figure(figsize=(1.3 * n + 3.2, 2.2))
+    gs = fig.add_gridspec(1, n + 3, width_ratios=[1.0] * n + [0.45, 1.0, 1.0])
     vmax = float(np.percentile(frames[:n], 99.5))
     for i in range(n):
         ax = fig.add_subplot(gs[0, i])
@@ -47,7 +47,7 @@ def example_frames(frames: np.ndarray, position: np.ndarray, stem: Path | str, n
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"t={i}", fontsize=8)
-    ax = fig.add_subplot(gs[0, n:])
+    ax = fig.add_subplot(gs[0, n + 1:])
     ax.plot(position[:, 0], position[:, 1], color="0.6", lw=0.8)
     ax.scatter(position[:n, 0], position[:n, 1], c=np.arange(n), cmap="viridis", s=14, zorder=3)
     ax.set_aspect("equal")
@@ -120,18 +120,22 @@ def position_decoding(lat: Mapping[str, np.ndarray], stem: Path | str, seq: int 
 def grad_cos(curves: Mapping[str, Sequence[Mapping[str, Any]]], stem: Path | str) -> list[Path]:
     """Fig. 4D: cosine similarity between the kNN single-variable-entropy gradient and the stopgrad
     conditional-entropy gradient on the encoder weights, over training steps, one line per run."""
-    fig, ax = plt.subplots(figsize=(5.0, 3.2))
-    for i, (name, steps) in enumerate(curves.items()):
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    groups: dict[str, int] = {}
+    for name, steps in curves.items():
         pts = [(s["step"], s["grad_cos"]) for s in steps if "grad_cos" in s and np.isfinite(s["grad_cos"])]
         if not pts:
             continue
+        group = name.split(" (seed")[0]  # one colour per run, one line per seed
+        first = group not in groups
+        colour = f"C{groups.setdefault(group, len(groups)) % 10}"
         x, y = np.asarray(pts).T
-        ax.plot(x, y, lw=1.2, color=f"C{i}", label=name)
+        ax.plot(x, y, lw=1.0, color=colour, alpha=0.85, label=group if first else None)
     ax.axhline(0, color="0.5", lw=0.6)
     ax.set_ylim(-1, 1)
     ax.set_xlabel("training step")
     ax.set_ylabel("gradient cosine similarity")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return save(fig, stem)
 
