@@ -26,10 +26,10 @@ test: install  ## run the test suite
 lint: install  ## snakemake --lint
 	snakemake --lint
 
-dvc-yaml: install  ## regenerate dvc.yaml from the Snakemake DAG of PROFILE
+dvc-yaml: check-profile install  ## regenerate dvc.yaml from the Snakemake DAG of PROFILE
 	ldm dvc-yaml --configfile $(PROFILE)
 
-pull: install  ## fetch DVC-tracked outputs and mark them up to date for Snakemake
+pull: check-profile install  ## fetch DVC-tracked outputs and mark them up to date for Snakemake
 	dvc pull
 	snakemake --cores 1 --configfile $(PROFILE) --touch
 

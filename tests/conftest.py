@@ -57,7 +57,7 @@ def copy_repo(dest: Path) -> Path:
 
 def git_commit(repo: Path, message: str) -> None:
     run(["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "add", "-A"], repo)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-qm", message], repo)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "--allow-empty", "-qm", message], repo)
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,9 @@ def snakemake_jobs(configfile: Path, root: Path | None = None) -> list[DagJob]:
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         wf_api = api.workflow(
             resource_settings=ResourceSettings(cores=1),
-            config_settings=ConfigSettings(configfiles=[(root / configfile).resolve()]),
+            config_settings=ConfigSettings(
+                configfiles=[(root / configfile).resolve()], replace_workflow_config=True
+            ),
             snakefile=root / "Snakefile",
             workdir=root,
         )

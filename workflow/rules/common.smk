@@ -118,6 +118,7 @@ def sync_dvc_lock():
     profile = os.path.relpath((workflow.overwrite_configfiles or ["config/config.yaml"])[-1])
     if f"({profile})" not in dvc_yaml.read_text().split("\n", 1)[0]:
         return
-    done = subprocess.run(["dvc", "commit", "--force", "--quiet"], capture_output=True, text=True)
+    # --no-relink: leave the workspace files (and their timestamps) as Snakemake wrote them
+    done = subprocess.run(["dvc", "commit", "--force", "--no-relink", "--quiet"], capture_output=True, text=True)
     if done.returncode != 0:
         print(f"note: `dvc commit` did not record this run in dvc.lock:\n{done.stderr.strip()}")
