@@ -45,6 +45,16 @@ def test_after_snakemake_both_tools_are_up_to_date(smoke_workspace: Path) -> Non
     assert "up to date" in status, status
 
 
+def test_config_change_reruns_exactly_the_affected_jobs(smoke_workspace: Path, tmp_path: Path) -> None:
+    changed = (smoke_workspace / "config/smoke.yaml").read_text().replace("lr: 0.005,", "lr: 0.004,", 1)
+    assert changed != (smoke_workspace / "config/smoke.yaml").read_text()
+    (tmp_path / "changed.yaml").write_text(changed)
+    out = run(["snakemake", "-n", "--configfile", str(tmp_path / "changed.yaml")], smoke_workspace)
+    planned = out.stdout + out.stderr
+    assert "kalman_train" in planned and "Params have changed" in planned
+    assert "rule ica_" not in planned
+
+
 def test_dvc_yaml_matches_snakemake_dag(smoke_workspace: Path) -> None:
     run(["ldm", "dvc-yaml", "--configfile", "config/smoke.yaml", "--check"], smoke_workspace)
     spec = yaml.safe_load((smoke_workspace / "dvc.yaml").read_text())

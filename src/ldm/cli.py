@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     p_stage = sub.add_parser("stage", help="run one pipeline stage from a JSON job description")
     p_stage.add_argument("name", help="<experiment>.<stage>, e.g. ica.fit")
     p_stage.add_argument("--job", required=True, help="JSON job description (written by the Snakemake rule)")
+    p_stage.add_argument("--settings", help="JSON of the config section the job reads (overrides the job's)")
 
     p_val = sub.add_parser("validate", help="validate a config profile against the schema")
     p_val.add_argument("profile", type=Path)
@@ -28,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stage":
         from ldm.stages import Job, run_stage
 
-        run_stage(args.name, Job.from_json(args.job))
+        job = Job.from_json(args.job)
+        if args.settings is not None:
+            job.settings = json.loads(args.settings)
+        run_stage(args.name, job)
         return 0
     if args.command == "validate":
         from ldm.config import ConfigError, load_profile, validate_config

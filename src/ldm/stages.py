@@ -36,7 +36,7 @@ class Job:
         data = json.loads(text)
         return cls(
             rule=data["rule"],
-            settings=data["settings"],
+            settings=data.get("settings", {}),
             input={k: Path(v) for k, v in data.get("input", {}).items()},
             output={k: Path(v) for k, v in data.get("output", {}).items()},
             wildcards=dict(data.get("wildcards", {})),

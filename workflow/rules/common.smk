@@ -82,20 +82,28 @@ def stage_code(experiment):
     return code_files(experiment, Path(workflow.basedir))
 
 
+def stage_settings(settings_key):
+    """Params function (of the wildcards only, so Snakemake's params trigger sees it): the JSON of
+    the config section a job reads, e.g. `ica.{part}`."""
+
+    def make(wildcards):
+        node = config
+        for part in settings_key.format(**wildcards).split("."):
+            node = node[part]
+        return json.dumps(node, sort_keys=True)
+
+    return make
+
+
 def stage_job(rule_name, settings_key):
-    """Params function: the JSON job description passed to `ldm stage` (settings section,
-    named inputs/outputs, wildcards, rule)."""
+    """Params function: the JSON job description passed to `ldm stage` (rule, config key, named
+    inputs/outputs, wildcards); the settings themselves travel in `stage_settings`."""
 
     def make(wildcards, input, output):
-        key = settings_key.format(**wildcards)
-        node = config
-        for part in key.split("."):
-            node = node[part]
         return json.dumps(
             {
                 "rule": rule_name,
-                "settings_key": key,
-                "settings": node,
+                "settings_key": settings_key.format(**wildcards),
                 "wildcards": dict(wildcards.items()),
                 "input": {k: v for k, v in input.items() if k != "code"},
                 "output": dict(output.items()),

@@ -12,12 +12,13 @@ rule ica_sources:
         sources="data/ica/{part}/sources.npz",
     params:
         job=stage_job("ica_sources", "ica.{part}"),
+        settings=stage_settings("ica.{part}"),
     log:
         "logs/ica/{part}/sources.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.sources --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage ica.sources --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule ica_mixtures:
@@ -28,12 +29,13 @@ rule ica_mixtures:
         mixtures="data/ica/{part}/mixtures.npz",
     params:
         job=stage_job("ica_mixtures", "ica.{part}"),
+        settings=stage_settings("ica.{part}"),
     log:
         "logs/ica/{part}/mixtures.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.mixtures --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage ica.mixtures --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule ica_fit:
@@ -46,12 +48,13 @@ rule ica_fit:
         run="results/ica/{part}/mlflow_run.json",
     params:
         job=stage_job("ica_fit", "ica.{part}"),
+        settings=stage_settings("ica.{part}"),
     log:
         "logs/ica/{part}/fit.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.fit --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage ica.fit --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule ica_evaluate:
@@ -65,12 +68,13 @@ rule ica_evaluate:
         evaluation="results/ica/{part}/evaluation.json",
     params:
         job=stage_job("ica_evaluate", "ica.{part}"),
+        settings=stage_settings("ica.{part}"),
     log:
         "logs/ica/{part}/evaluate.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.evaluate --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage ica.evaluate --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule ica_figures:
@@ -88,12 +92,13 @@ rule ica_figures:
         },
     params:
         job=stage_job("ica_figures", "ica.{part}"),
+        settings=stage_settings("ica.{part}"),
     log:
         "logs/ica/{part}/figures.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.figures --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage ica.figures --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule ica_summarize:
@@ -104,9 +109,10 @@ rule ica_summarize:
         metrics="results/ica/metrics.json",
     params:
         job=stage_job("ica_summarize", "ica"),
+        settings=stage_settings("ica"),
     log:
         "logs/ica/summarize.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.summarize --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage ica.summarize --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"

@@ -20,12 +20,13 @@ rule kalman_videos:
         test="data/kalman/{dataset}/test.npz",
     params:
         job=stage_job("kalman_videos", "kalman"),
+        settings=stage_settings("kalman"),
     log:
         "logs/kalman/videos_{dataset}.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage kalman.videos --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage kalman.videos --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule kalman_train:
@@ -39,6 +40,7 @@ rule kalman_train:
         summary="results/kalman/runs/{run}/seed{seed}/train_metrics.json",
     params:
         job=stage_job("kalman_train", "kalman"),
+        settings=stage_settings("kalman"),
     log:
         "logs/kalman/train_{run}_seed{seed}.log",
     threads: 1
@@ -47,7 +49,7 @@ rule kalman_train:
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage kalman.train --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage kalman.train --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule kalman_evaluate:
@@ -63,12 +65,13 @@ rule kalman_evaluate:
         latents="results/kalman/runs/{run}/seed{seed}/latents_test.npz",
     params:
         job=stage_job("kalman_evaluate", "kalman"),
+        settings=stage_settings("kalman"),
     log:
         "logs/kalman/evaluate_{run}_seed{seed}.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage kalman.evaluate --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage kalman.evaluate --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule kalman_figures:
@@ -82,12 +85,13 @@ rule kalman_figures:
         figures=directory("results/kalman/figures/{run}_seed{seed}"),
     params:
         job=stage_job("kalman_figures", "kalman"),
+        settings=stage_settings("kalman"),
     log:
         "logs/kalman/figures_{run}_seed{seed}.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage kalman.figures --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage kalman.figures --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule kalman_summarize:
@@ -102,9 +106,10 @@ rule kalman_summarize:
         grad_cos_pdf="results/kalman/figures/fig4d_grad_cos.pdf",
     params:
         job=stage_job("kalman_summarize", "kalman"),
+        settings=stage_settings("kalman"),
     log:
         "logs/kalman/summarize.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage kalman.summarize --job {params.job:q} 2>&1 | tee {log}"
+        "python -m ldm.cli stage kalman.summarize --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
