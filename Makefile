@@ -4,7 +4,7 @@ PROFILE ?= config/config.yaml
 BIN     := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test lint dvc-yaml pull ui clean check-profile
+.PHONY: install run test lint dvc-yaml pull ui clean check-profile report
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,7 @@ check-profile:
 	@test -f "$(PROFILE)" || { echo "config profile $(PROFILE) does not exist (profiles: $$(ls config/*.yaml | tr '\n' ' '))" >&2; exit 2; }
 
 run: check-profile install  ## run the whole pipeline with PROFILE (default: config/config.yaml)
+	ldm validate $(PROFILE)
 	snakemake --cores all --configfile $(PROFILE)
 
 test: install  ## run the test suite
@@ -29,9 +30,13 @@ lint: install  ## snakemake --lint
 dvc-yaml: check-profile install  ## regenerate dvc.yaml from the Snakemake DAG of PROFILE
 	ldm dvc-yaml --configfile $(PROFILE)
 
-pull: check-profile install  ## fetch DVC-tracked outputs and mark them up to date for Snakemake
+report: install  ## report.html: every figure with its caption and the paper-vs-ours tables
+	snakemake --configfile $(PROFILE) --report report.html
+
+pull: check-profile install  ## fetch DVC-tracked outputs (dvc.lock) and record them as up to date for Snakemake
 	dvc pull
-	snakemake --cores 1 --configfile $(PROFILE) --touch
+	@dvc status --quiet || { echo "dvc status: the pulled outputs do not match this checkout's code/params (see 'dvc status'); not marking them up to date" >&2; exit 1; }
+	snakemake --cores 1 --configfile $(PROFILE) --touch --forceall
 
 ui: install  ## browse runs at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/results/mlflow/mlflow.db --host 127.0.0.1 --port 5000

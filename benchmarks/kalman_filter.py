@@ -1,4 +1,4 @@
-"""Benchmark: batched Kalman filter + log-likelihood (ldm.kalman_filter) vs a straightforward
+"""Benchmark: batched Kalman filter + log-likelihood (ldm.models.kalman_filter) vs a straightforward
 per-sequence, per-time-step loop with explicit inverses (the official code's structure).
 
 Figure-eight config (S = 10, L = 5), B = 8 sequences of T = 100 steps, forward + backward on CPU, one
@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from ldm.entropy_estimators import gaussian_cross_entropy
-from ldm.kalman_filter import KalmanFilter, reference_filter_loglik
+from ldm.objectives.entropy import gaussian_cross_entropy
+from ldm.models.kalman_filter import KalmanFilter, reference_filter_loglik
 
 
 def batched_loglik(kf: KalmanFilter, z: torch.Tensor) -> torch.Tensor:

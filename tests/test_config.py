@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run
-from ldm.config import ConfigError, load_profile, validate_config
+from ldm.pipeline.config import ConfigError, load_profile, validate_config
 
 
 def _default() -> dict:

@@ -1,4 +1,4 @@
-"""Tests of ldm.entropy_estimators against analytic entropies, brute-force formulas and
+"""Tests of ldm.objectives.entropy against analytic entropies, brute-force formulas and
 robustness cases (issue: LDM objective library)."""
 
 from __future__ import annotations

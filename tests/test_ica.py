@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from ldm.figures.ica import (
+from ldm.experiments.ica.figures import (
     plot_objective_history,
     plot_ou_paths,
     plot_recovered_images,
     plot_signal_histograms,
 )
-from ldm.ica import (
+from ldm.models.ica import (
     FitResult,
     GaussianSourceModel,
     GeneralizedGaussianSourceModel,
@@ -27,7 +27,7 @@ from ldm.ica import (
     mix,
     mixing_matrix,
 )
-from ldm.sources import (
+from ldm.data.ica_sources import (
     image_shape,
     natural_image_sources,
     ornstein_uhlenbeck_sources,

@@ -1,12 +1,12 @@
-"""Batched differentiable Kalman filter (ldm.kalman_filter) against a per-sequence reference loop."""
+"""Batched differentiable Kalman filter (ldm.models.kalman_filter) against a per-sequence reference loop."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ldm.entropy_estimators import gaussian_cross_entropy
-from ldm.kalman_filter import (KalmanFilter, StableTransition, reference_filter_loglik, spd_solve,
+from ldm.objectives.entropy import gaussian_cross_entropy
+from ldm.models.kalman_filter import (KalmanFilter, StableTransition, reference_filter_loglik, spd_solve,
                                spectral_radius)
 
 

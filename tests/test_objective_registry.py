@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ldm import objectives as ob
-from ldm.objective_registry import (
+from ldm.objectives.registry import (
     CATEGORICAL_RUNS,
     PREDICTIVE_LOSSES,
     TABLE_A1,

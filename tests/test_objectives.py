@@ -1,4 +1,4 @@
-"""Behaviour and equivalence tests of ldm.objectives / ldm.latent_models."""
+"""Behaviour and equivalence tests of ldm.objectives.objective / ldm.latent_models."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ldm import latent_models as lm
 from ldm import objectives as ob
-from ldm.objective_registry import CATEGORICAL_RUNS, PREDICTIVE_LOSSES, TABLE_A1, build_objective, table_a1_config
+from ldm.objectives.registry import CATEGORICAL_RUNS, PREDICTIVE_LOSSES, TABLE_A1, build_objective, table_a1_config
 
 torch.set_num_threads(1)  # tiny tensors; avoids oversubscribing shared CI cores
 
@@ -304,7 +304,7 @@ def test_logdet_joint_modes():
     c = torch.cov(torch.cat([z1, z2], 1).T)
     assert torch.allclose(concat, 0.5 * torch.logdet(c))
     pooled = ob.LogDet(mode="taylor", power=4, joint_cov="pooled", scaling="official", jitter=0.0).joint(z1, z2)
-    from ldm.entropy_estimators import pooled_covariance, taylor_logdet
+    from ldm.objectives.entropy import pooled_covariance, taylor_logdet
 
     assert torch.allclose(pooled, taylor_logdet(pooled_covariance(z1, z2), power=4) / 4)
 
@@ -321,7 +321,7 @@ def test_predictive_losses_match_reference():
     (gz,) = torch.autograd.grad(loss, z, allow_unused=True)
     assert gz is None
     loss, _ = build_objective(PREDICTIVE_LOSSES["kalman_procrustes"])(z, mean, cov=cov)
-    from ldm.entropy_estimators import knn_entropy
+    from ldm.objectives.entropy import knn_entropy
 
     ref = ce(z, 1e-6).sum(1).mean() - 10 * knn_entropy(z.reshape(-1, 2), scale_by_dim=True)
     assert torch.allclose(loss, ref, atol=1e-4)

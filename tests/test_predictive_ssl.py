@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from ldm import predictive_ssl as ps
-from ldm.entropy_estimators import gaussian_cross_entropy, knn_entropy
+from ldm.objectives.entropy import gaussian_cross_entropy, knn_entropy
 from ldm.experiments import kalman as kx
-from ldm.training import NonFiniteLossError
+from ldm.training.loop import NonFiniteLossError
 
 TINY_SECTION = {
     "seeds": [1],
@@ -293,8 +293,8 @@ def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
     """A rerun after a config change starts afresh instead of resuming the old run's checkpoint."""
     import torch
 
-    from ldm.checkpoint import save_checkpoint
-    from ldm.training import discard_stale_checkpoint
+    from ldm.training.checkpoint import save_checkpoint
+    from ldm.training.loop import discard_stale_checkpoint
 
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

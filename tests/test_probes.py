@@ -1,11 +1,11 @@
-"""Linear probes (ldm.probes): R^2, held-out OLS, uncertainty propagation, noise-level decoding."""
+"""Linear probes (ldm.evaluation.probes): R^2, held-out OLS, uncertainty propagation, noise-level decoding."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ldm import probes
+from ldm.evaluation import probes
 
 
 def test_r2_matches_sklearn():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from ldm.stages import Job, code_files, get_stage, run_stage, stage
+from ldm.pipeline.stages import Job, code_files, get_stage, run_stage, stage
 
 
 def _job(tmp_path: Path) -> Job:

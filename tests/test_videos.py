@@ -1,4 +1,4 @@
-"""Dot-motion video generation (ldm.videos): trajectories, rendering, noise types, seeds, files."""
+"""Dot-motion video generation (ldm.data.videos): trajectories, rendering, noise types, seeds, files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ldm import videos
-from ldm.videos import VideoConfig
+from ldm.data.videos import VideoConfig
 
 
 def small(**kw) -> VideoConfig:

@@ -1,132 +1,78 @@
-# Shared helpers: config validation (before any job), provenance for MLflow, the job payload
-# every rule hands to `ldm stage`.
+# Shared by every rules file: config validation (before any job), the repository root, and the
+# two helpers every rule uses. A rule `<experiment>_<stage>` runs the function registered with
+# @stage("<experiment>.<stage>") in src/ldm/experiments/<experiment>/stages.py:
+#
+#   rule kalman_train:
+#       input: **stage_inputs("kalman.train", train=...),   # + the stage's source files as `code`
+#       output: ...
+#       params: **stage_params("kalman.train"),             # the job's own settings (params trigger)
+#       log: "logs/kalman/train_{run}_seed{seed}.log",
+#       shell: STAGE
 import json
 import os
 
-from ldm.config import ConfigError, config_hash, load_schema, validate_config
-from ldm.stages import code_files
+from ldm.pipeline.config import ConfigError, load_schema, validate_config
+from ldm.pipeline.stages import code_files, job_settings
+
+ROOT = Path(workflow.current_basedir).parents[1]  # the repository root, wherever snakemake was started
 
 try:
-    validate_config(config, load_schema(Path(workflow.current_basedir).parent / "schemas" / "config.schema.yaml"))
+    validate_config(config, load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
-# Provenance for every job's MLflow run; environment, not params, so changing one experiment's
-# settings does not invalidate the others.
-os.environ.update(LDM_PROFILE=str(config["profile"]), LDM_CONFIG_HASH=config_hash(config))
-# Jobs run `python -m ldm.cli`; with `--sdm conda` the per-rule env (workflow/envs/ldm.yaml) has the
+# Provenance for every job's MLflow run (environment, not params: it must not rerun anything).
+os.environ.update(LDM_PROFILE=str(config["profile"]))
+# Jobs run `python -m ldm`; with `--sdm conda` the per-rule env (workflow/envs/ldm.yaml) has the
 # dependencies and the package is imported from the checkout.
-_src = str(Path(workflow.basedir) / "src")
-os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_src, os.environ.get("PYTHONPATH", "")) if p))
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p))
 
-# Figures of paper Fig. 2 per ICA part, made by ica_figures: signal histograms, the recovered
-# signals (images, or OU paths) and the objective during fitting.
-ICA_PARTS = ["images", "ou"]
-ICA_FIGURES = ["histograms", "recovered", "objective"]
+STAGE = "python -m ldm stage {rule} --job {params.job:q} --log {log}"
 
 
-def ica_parts():
-    """ICA parts enabled in config['ica']['parts']."""
-    return [p for p in ICA_PARTS if p in config["ica"]["parts"]]
+def stage_inputs(stage_name, **named):
+    """Named inputs of a stage's rule plus `code`: every source file the stage runs (so a code
+    change reruns exactly the stages that run it, in Snakemake as in DVC)."""
+    root = Path(os.path.relpath(ROOT))
+    return {"code": [str(root / f) for f in code_files(stage_name, ROOT)], **named}
 
 
-def ica_targets():
-    """Final outputs of the `ica` experiment: metrics.json and every figure (PNG + PDF)."""
-    figs = [
-        f"results/ica/figures/{part}_{kind}.{ext}"
-        for part in ica_parts()
-        for kind in ICA_FIGURES
-        for ext in ("png", "pdf")
-    ]
-    return ["results/ica/metrics.json", *figs]
+def stage_params(stage_name):
+    """`settings`: the JSON of exactly the config values the job reads (a function of the
+    wildcards only, so Snakemake's params trigger sees it); `job`: the payload for `ldm stage`."""
 
+    def settings(wildcards):
+        return json.dumps(job_settings(stage_name, config, wildcards)[0], sort_keys=True)
 
-def kalman_runs():
-    """(run, seed) pairs of the `kalman` experiment: every run of config['kalman']['runs'] × seed."""
-    kalman = config.get("kalman") or {}
-    return [(run, seed) for run in kalman.get("runs", {}) for seed in kalman.get("seeds", [1])]
-
-
-def kalman_videos_of(split):
-    """Input function: the `split` videos of the data set a Kalman run trains on."""
-    return lambda wc: f"data/kalman/{config['kalman']['runs'][wc.run]['dataset']}/{split}.npz"
-
-
-def kalman_run_files(name):
-    """Named inputs: `name` (e.g. eval.json) of every (run, seed)."""
-    stem = name.split(".")[0]
-    return {f"{stem}_{run}_seed{seed}": f"results/kalman/runs/{run}/seed{seed}/{name}" for run, seed in kalman_runs()}
-
-
-def kalman_targets():
-    """Final outputs of the `kalman` experiment: metrics, run table, Fig. 4D and per-run figures."""
-    return [
-        "results/kalman/metrics.json",
-        "results/kalman/tables/runs.csv",
-        "results/kalman/figures/fig4d_grad_cos.png",
-        *(f"results/kalman/figures/{run}_seed{seed}" for run, seed in kalman_runs()),
-    ]
-
-
-EXPERIMENT_TARGETS = {"ica": ica_targets, "kalman": kalman_targets}
-
-
-def experiment_targets():
-    """Final outputs of the experiments enabled in config['experiments']."""
-    return [path for name in config["experiments"] for path in EXPERIMENT_TARGETS[name]()]
-
-
-def stage_code(experiment):
-    """The ldm source files an experiment's stages run (an input of every rule, so that a code
-    change reruns the step in Snakemake as in DVC)."""
-    return code_files(experiment, Path(workflow.basedir))
-
-
-def stage_settings(settings_key):
-    """Params function (of the wildcards only, so Snakemake's params trigger sees it): the JSON of
-    the config section a job reads, e.g. `ica.{part}`."""
-
-    def make(wildcards):
-        node = config
-        for part in settings_key.format(**wildcards).split("."):
-            node = node[part]
-        return json.dumps(node, sort_keys=True)
-
-    return make
-
-
-def stage_job(rule_name, settings_key):
-    """Params function: the JSON job description passed to `ldm stage` (rule, config key, named
-    inputs/outputs, wildcards); the settings themselves travel in `stage_settings`."""
-
-    def make(wildcards, input, output):
+    def job(wildcards, input, output, threads):
         return json.dumps(
             {
-                "rule": rule_name,
-                "settings_key": settings_key.format(**wildcards),
-                "wildcards": dict(wildcards.items()),
+                "settings": job_settings(stage_name, config, wildcards)[0],
                 "input": {k: v for k, v in input.items() if k != "code"},
                 "output": dict(output.items()),
+                "wildcards": dict(wildcards.items()),
+                "code": list(input.code),
+                "threads": threads,
             },
             sort_keys=True,
         )
 
-    return make
+    return {"settings": settings, "job": job}
+
+
+def section(name):
+    """The config section of an experiment ({} when the profile does not define it)."""
+    return config.get(name) or {}
 
 
 def sync_dvc_lock():
-    """Run `dvc commit -f` after a successful run of the profile dvc.yaml was generated for."""
-    import subprocess
+    """After a plain Snakemake run, record in dvc.lock the stages whose outputs Snakemake now
+    considers up to date (never one it would rerun); see ldm.pipeline.dvc.commit_up_to_date."""
+    if os.environ.get("DVC_STAGE") or not (ROOT / "dvc.yaml").exists() or not (ROOT / ".dvc").is_dir():
+        return
+    from ldm.pipeline.dvc import commit_up_to_date
 
-    if os.environ.get("DVC_STAGE"):
-        return
-    dvc_yaml = Path("dvc.yaml")
-    if not dvc_yaml.exists() or not Path(".dvc").is_dir():
-        return
-    profile = os.path.relpath((workflow.overwrite_configfiles or ["config/config.yaml"])[-1])
-    if f"({profile})" not in dvc_yaml.read_text().split("\n", 1)[0]:
-        return
-    # --no-relink: leave the workspace files (and their timestamps) as Snakemake wrote them
-    done = subprocess.run(["dvc", "commit", "--force", "--no-relink", "--quiet"], capture_output=True, text=True)
-    if done.returncode != 0:
-        print(f"note: `dvc commit` did not record this run in dvc.lock:\n{done.stderr.strip()}")
+    profile = (workflow.overwrite_configfiles or [ROOT / "config" / "config.yaml"])[-1]
+    note = commit_up_to_date(Path(profile), ROOT)
+    if note:
+        print(note)

@@ -1,118 +1,136 @@
-# Paper Fig. 2 — linear ICA as LDM (experiment `ica`): sources → mixtures → fit → evaluate → figures.
-# Settings: config key `ica.<part>`; code: ldm.experiments.ica (stages), ldm.ica, ldm.sources.
+# Paper Fig. 2 — linear ICA as LDM (experiment `ica`): sources → mixtures → fit → evaluate → figures,
+# then summarize. Settings: config key `ica.<part>`; code: src/ldm/experiments/ica/.
+
+ICA_FIGURES = ["histograms", "recovered", "objective"]
+
 
 wildcard_constraints:
     part="images|ou",
 
 
+def ica_parts():
+    """ICA parts enabled in config['ica']['parts']."""
+    return list(section("ica").get("parts", []))
+
+
+rule ica:
+    """Every output of the `ica` experiment: metrics.json and the Fig. 2 panels (PNG + PDF)."""
+    input:
+        "results/ica/metrics.json",
+        expand("results/ica/figures/{part}_{kind}.{ext}", part=ica_parts(), kind=ICA_FIGURES, ext=["png", "pdf"]),
+
+
 rule ica_sources:
     input:
-        code=stage_code("ica"),
+        **stage_inputs("ica.sources"),
     output:
         sources="data/ica/{part}/sources.npz",
     params:
-        job=stage_job("ica_sources", "ica.{part}"),
-        settings=stage_settings("ica.{part}"),
+        **stage_params("ica.sources"),
     log:
         "logs/ica/{part}/sources.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.sources --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE
 
 
 rule ica_mixtures:
     input:
-        code=stage_code("ica"),
-        sources="data/ica/{part}/sources.npz",
+        **stage_inputs("ica.mixtures", sources="data/ica/{part}/sources.npz"),
     output:
         mixtures="data/ica/{part}/mixtures.npz",
     params:
-        job=stage_job("ica_mixtures", "ica.{part}"),
-        settings=stage_settings("ica.{part}"),
+        **stage_params("ica.mixtures"),
     log:
         "logs/ica/{part}/mixtures.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.mixtures --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE
 
 
 rule ica_fit:
     input:
-        code=stage_code("ica"),
-        sources="data/ica/{part}/sources.npz",
-        mixtures="data/ica/{part}/mixtures.npz",
+        **stage_inputs("ica.fit", sources="data/ica/{part}/sources.npz", mixtures="data/ica/{part}/mixtures.npz"),
     output:
         fit="results/ica/{part}/fit.npz",
-        run="results/ica/{part}/mlflow_run.json",
     params:
-        job=stage_job("ica_fit", "ica.{part}"),
-        settings=stage_settings("ica.{part}"),
+        **stage_params("ica.fit"),
     log:
         "logs/ica/{part}/fit.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.fit --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE
 
 
 rule ica_evaluate:
     input:
-        code=stage_code("ica"),
-        sources="data/ica/{part}/sources.npz",
-        mixtures="data/ica/{part}/mixtures.npz",
-        fit="results/ica/{part}/fit.npz",
-        run="results/ica/{part}/mlflow_run.json",
+        **stage_inputs(
+            "ica.evaluate",
+            sources="data/ica/{part}/sources.npz",
+            mixtures="data/ica/{part}/mixtures.npz",
+            fit="results/ica/{part}/fit.npz",
+        ),
     output:
         evaluation="results/ica/{part}/evaluation.json",
     params:
-        job=stage_job("ica_evaluate", "ica.{part}"),
-        settings=stage_settings("ica.{part}"),
+        **stage_params("ica.evaluate"),
     log:
         "logs/ica/{part}/evaluate.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.evaluate --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE
 
 
 rule ica_figures:
     input:
-        code=stage_code("ica"),
-        sources="data/ica/{part}/sources.npz",
-        mixtures="data/ica/{part}/mixtures.npz",
-        fit="results/ica/{part}/fit.npz",
-        run="results/ica/{part}/mlflow_run.json",
+        **stage_inputs(
+            "ica.figures",
+            sources="data/ica/{part}/sources.npz",
+            mixtures="data/ica/{part}/mixtures.npz",
+            fit="results/ica/{part}/fit.npz",
+        ),
     output:
         **{
-            f"{kind}_{ext}": f"results/ica/figures/{{part}}_{kind}.{ext}"
+            f"{kind}_png": report(
+                f"results/ica/figures/{{part}}_{kind}.png",
+                caption=f"../report/ica_{kind}.rst",
+                category="ica (Fig. 2)",
+                labels={"part": "{part}", "panel": kind},
+            )
             for kind in ICA_FIGURES
-            for ext in ("png", "pdf")
+        },
+        **{f"{kind}_pdf": f"results/ica/figures/{{part}}_{kind}.pdf" for kind in ICA_FIGURES
         },
     params:
-        job=stage_job("ica_figures", "ica.{part}"),
-        settings=stage_settings("ica.{part}"),
+        **stage_params("ica.figures"),
     log:
         "logs/ica/{part}/figures.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.figures --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE
 
 
 rule ica_summarize:
     input:
-        code=stage_code("ica"),
-        **{f"evaluation_{p}": f"results/ica/{p}/evaluation.json" for p in ica_parts()},
+        **stage_inputs("ica.summarize", **{f"evaluation_{p}": f"results/ica/{p}/evaluation.json" for p in ica_parts()}),
     output:
         metrics="results/ica/metrics.json",
+        table=report(
+            "results/ica/tables/paper_comparison.csv",
+            caption="../report/ica_table.rst",
+            category="ica (Fig. 2)",
+            labels={"table": "paper vs ours"},
+        ),
     params:
-        job=stage_job("ica_summarize", "ica"),
-        settings=stage_settings("ica"),
+        **stage_params("ica.summarize"),
     log:
         "logs/ica/summarize.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage ica.summarize --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE

@@ -1,9 +1,9 @@
 # Paper Fig. 4A–D, A3, A4 — predictive LDM with a Kalman filter (experiment `kalman`):
 # videos (per data set) → train → evaluate → figures (per run × seed) → summarize.
-# Settings: config key `kalman` (datasets, runs, seeds); code: ldm.experiments.kalman (stages),
-# ldm.videos, ldm.kalman_filter, ldm.predictive_ssl, ldm.probes, ldm.figures.kalman.
-# Training checkpoints every epoch in
-# <run dir>/checkpoints/ and resumes from there when rerun after a kill.
+# Settings: config key `kalman` (each job reads only its run/data set, see
+# src/ldm/experiments/kalman/settings.py); code: src/ldm/experiments/kalman/.
+# An interrupted training resumes from results/kalman/runs/<run>/seed<seed>/checkpoints/ when its
+# settings, code and inputs are unchanged; a finished training deletes its checkpoints.
 
 
 wildcard_constraints:
@@ -12,35 +12,53 @@ wildcard_constraints:
     seed="[0-9]+",
 
 
+def kalman_runs():
+    """(run, seed) pairs of the `kalman` experiment: every run of config['kalman']['runs'] × seed."""
+    return [(run, seed) for run in section("kalman").get("runs", {}) for seed in section("kalman").get("seeds", [1])]
+
+
+def kalman_videos_of(split):
+    """Input function: the `split` videos of the data set a Kalman run trains on."""
+    return lambda wc: f"data/kalman/{config['kalman']['runs'][wc.run]['dataset']}/{split}.npz"
+
+
+RUN_DIR = "results/kalman/runs/{run}/seed{seed}"
+
+
+rule kalman:
+    """Every output of the `kalman` experiment."""
+    input:
+        "results/kalman/metrics.json",
+        "results/kalman/tables/runs.csv",
+        "results/kalman/figures/fig4d_grad_cos.png",
+        [f"results/kalman/figures/{run}_seed{seed}" for run, seed in kalman_runs()],
+
+
 rule kalman_videos:
     input:
-        code=stage_code("kalman"),
+        **stage_inputs("kalman.videos"),
     output:
         train="data/kalman/{dataset}/train.npz",
         test="data/kalman/{dataset}/test.npz",
     params:
-        job=stage_job("kalman_videos", "kalman"),
-        settings=stage_settings("kalman"),
+        **stage_params("kalman.videos"),
     log:
         "logs/kalman/videos_{dataset}.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage kalman.videos --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE
 
 
 rule kalman_train:
     input:
-        code=stage_code("kalman"),
-        train=kalman_videos_of("train"),
-        test=kalman_videos_of("test"),
+        **stage_inputs("kalman.train", train=kalman_videos_of("train"), test=kalman_videos_of("test")),
     output:
-        model="results/kalman/runs/{run}/seed{seed}/model.pt",
-        history="results/kalman/runs/{run}/seed{seed}/history.json",
-        summary="results/kalman/runs/{run}/seed{seed}/train_metrics.json",
+        model=f"{RUN_DIR}/model.pt",
+        history=f"{RUN_DIR}/history.json",
+        summary=f"{RUN_DIR}/train_metrics.json",
     params:
-        job=stage_job("kalman_train", "kalman"),
-        settings=stage_settings("kalman"),
+        **stage_params("kalman.train"),
     log:
         "logs/kalman/train_{run}_seed{seed}.log",
     threads: 1
@@ -49,67 +67,88 @@ rule kalman_train:
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage kalman.train --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE
 
 
 rule kalman_evaluate:
     input:
-        code=stage_code("kalman"),
-        train=kalman_videos_of("train"),
-        test=kalman_videos_of("test"),
-        model="results/kalman/runs/{run}/seed{seed}/model.pt",
-        history="results/kalman/runs/{run}/seed{seed}/history.json",
-        summary="results/kalman/runs/{run}/seed{seed}/train_metrics.json",
+        **stage_inputs(
+            "kalman.evaluate",
+            train=kalman_videos_of("train"),
+            test=kalman_videos_of("test"),
+            model=f"{RUN_DIR}/model.pt",
+            history=f"{RUN_DIR}/history.json",
+            summary=f"{RUN_DIR}/train_metrics.json",
+        ),
     output:
-        eval="results/kalman/runs/{run}/seed{seed}/eval.json",
-        latents="results/kalman/runs/{run}/seed{seed}/latents_test.npz",
+        eval=f"{RUN_DIR}/eval.json",
+        latents=f"{RUN_DIR}/latents_test.npz",
     params:
-        job=stage_job("kalman_evaluate", "kalman"),
-        settings=stage_settings("kalman"),
+        **stage_params("kalman.evaluate"),
     log:
         "logs/kalman/evaluate_{run}_seed{seed}.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage kalman.evaluate --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE
 
 
 rule kalman_figures:
     input:
-        code=stage_code("kalman"),
-        train=kalman_videos_of("train"),
-        eval="results/kalman/runs/{run}/seed{seed}/eval.json",
-        latents="results/kalman/runs/{run}/seed{seed}/latents_test.npz",
-        history="results/kalman/runs/{run}/seed{seed}/history.json",
+        **stage_inputs(
+            "kalman.figures",
+            eval=f"{RUN_DIR}/eval.json",
+            latents=f"{RUN_DIR}/latents_test.npz",
+            history=f"{RUN_DIR}/history.json",
+        ),
     output:
-        figures=directory("results/kalman/figures/{run}_seed{seed}"),
+        figures=report(
+            directory("results/kalman/figures/{run}_seed{seed}"),
+            patterns=["{name}.png"],
+            caption="../report/kalman_run.rst",
+            category="kalman (Fig. 4, A3, A4)",
+            subcategory="{run} seed {seed}",
+            labels={"figure": "{name}"},
+        ),
     params:
-        job=stage_job("kalman_figures", "kalman"),
-        settings=stage_settings("kalman"),
+        **stage_params("kalman.figures"),
     log:
         "logs/kalman/figures_{run}_seed{seed}.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage kalman.figures --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE
 
 
 rule kalman_summarize:
     input:
-        code=stage_code("kalman"),
-        **kalman_run_files("eval.json"),
-        **kalman_run_files("history.json"),
+        **stage_inputs(
+            "kalman.summarize",
+            **{f"eval_{run}_seed{seed}": f"results/kalman/runs/{run}/seed{seed}/eval.json" for run, seed in kalman_runs()},
+            **{f"history_{run}_seed{seed}": f"results/kalman/runs/{run}/seed{seed}/history.json" for run, seed in kalman_runs()},
+        ),
     output:
         metrics="results/kalman/metrics.json",
         table="results/kalman/tables/runs.csv",
-        grad_cos_png="results/kalman/figures/fig4d_grad_cos.png",
+        paper_table=report(
+            "results/kalman/tables/paper_comparison.csv",
+            caption="../report/kalman_table.rst",
+            category="kalman (Fig. 4, A3, A4)",
+            labels={"table": "paper vs ours"},
+        ),
+        epochs="results/kalman/tables/epochs.csv",
+        grad_cos_png=report(
+            "results/kalman/figures/fig4d_grad_cos.png",
+            caption="../report/kalman_fig4d.rst",
+            category="kalman (Fig. 4, A3, A4)",
+            labels={"figure": "Fig. 4D gradient cosine"},
+        ),
         grad_cos_pdf="results/kalman/figures/fig4d_grad_cos.pdf",
     params:
-        job=stage_job("kalman_summarize", "kalman"),
-        settings=stage_settings("kalman"),
+        **stage_params("kalman.summarize"),
     log:
         "logs/kalman/summarize.log",
     conda:
         "../envs/ldm.yaml"
     shell:
-        "python -m ldm.cli stage kalman.summarize --job {params.job:q} --settings {params.settings:q} 2>&1 | tee {log}"
+        STAGE

@@ -1,1 +1,0 @@
-"""Plotting functions that render the paper's figures from experiment outputs."""

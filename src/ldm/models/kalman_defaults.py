@@ -1,0 +1,74 @@
+"""Defaults of the Kalman predictive-SSL model, its losses and its training runs (predictive.md §3, §7).
+
+The one source of these defaults: configs override any of them (``kalman.defaults``,
+``kalman.runs.<run>``). Torch-free, so the pipeline can resolve a job's settings without importing torch.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+LOSSES = ("knn", "stopgrad", "infonce")
+
+#: Model and optimisation defaults (predictive.md §3, §7); configs override any of them.
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "input_dim": 100,
+        "hidden_dim": 100,
+        "state_dim": 2,
+        "latent_dim": 2,
+        "obs_noise": "fixed",  # fixed | inferred | state
+        "process_noise": "fixed",  # fixed | error | observation+prediction
+        "pred_steps": 4,
+        "rho_max": 1.02,
+        "rho_soft_start": 0.95,  # null: hard rescale W * rho_max / rho(W) (sticks at the boundary)
+        "init_log_scale": 1.0,
+    },
+    "loss": "stopgrad",
+    "knn": {"k": 3, "p": 2.0, "clip_quantile": 0.9, "scale_by_dim": True, "jitter": 1e-6},
+    "infonce": {"temperature": 1.0, "similarity": "dot"},
+    "optim": {
+        "batch_size": 8,
+        "lr": 0.005,
+        "weight_decay": 1e-4,
+        "epochs": 20,
+        "scheduler": "step",  # step | linear | none
+        "min_lr_factor": 0.25,  # linear schedule: final factor
+        "lr_scale_batch": 256,
+        "multipliers": {"encoder": 1.0, "kalman": 100.0, "process_net": 10.0,
+                        "obs_net_inferred": 0.03, "obs_net_state": 1.0},
+        "probe_lr": 0.5,
+        "noise_probe_lr": 0.5,
+        "max_steps": None,  # stop early (smoke profile)
+    },
+}
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base``."""
+    out = copy.deepcopy(dict(base))
+    for k, v in (override or {}).items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+DEFAULTS.update({
+    "fresh_noise": True,  # redraw pixel noise every epoch (the official training loader does)
+    "grad_cos_every": 50,  # Fig. 4D: gradient cosine every N steps
+    "eval_train_subset": 64,  # per-epoch held-out R^2 proxy: OLS on this many training sequences
+    "eval_batch": 256,
+    "paper_probe_video": 2,  # the notebook's single test video
+})
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base``."""
+    out = copy.deepcopy(dict(base))
+    for k, v in (override or {}).items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out

@@ -1,0 +1,96 @@
+"""Atomic training checkpoints that let a killed run resume and end with identical metrics (CPU).
+
+A checkpoint holds the model, optimiser and scheduler states, the global RNG states (torch, numpy,
+python), the step/epoch counters, the training history and free-form ``extra`` data. It is written to a
+temporary file in the same folder and renamed onto its final name, so a crash never leaves a truncated
+checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ldm.pipeline.io import save_torch
+
+LAST = "last.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """Global RNG states of torch (CPU), numpy and python ``random``."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def save_checkpoint(
+    ckpt_dir: Path | str,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Optional[Any],
+    step: int,
+    epoch: int,
+    history: Any,
+    extra: Optional[dict[str, Any]] = None,
+) -> Path:
+    """Write ``<ckpt_dir>/last.pt`` atomically; ``epoch`` = number of completed epochs."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": rng_state(),
+        "step": int(step),
+        "epoch": int(epoch),
+        "history": history,
+        "extra": dict(extra or {}),
+    }
+    return save_torch(state, Path(ckpt_dir) / LAST)
+
+
+def latest_checkpoint(ckpt_dir: Path | str) -> Optional[Path]:
+    """Path of the last complete checkpoint in ``ckpt_dir``, or None."""
+    p = Path(ckpt_dir) / LAST
+    return p if p.is_file() else None
+
+
+def checkpoint_extra(path: Path | str) -> dict[str, Any]:
+    """The ``extra`` mapping stored in a checkpoint (empty if unreadable)."""
+    try:
+        return dict(torch.load(Path(path), map_location="cpu", weights_only=False).get("extra") or {})
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is treated as foreign
+        return {}
+
+
+def load_checkpoint(
+    path: Path | str,
+    *,
+    model: torch.nn.Module,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    scheduler: Optional[Any] = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Load states into ``model``/``optimizer``/``scheduler`` (and the RNGs); return step, epoch,
+    history and extra. A corrupt file raises an error naming it."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - re-raised with the file name
+        raise RuntimeError(f"checkpoint {path} cannot be read: {err}") from err
+    model.load_state_dict(state["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if restore_rng:
+        set_rng_state(state["rng"])
+    return {k: state[k] for k in ("step", "epoch", "history", "extra")}
