@@ -39,7 +39,7 @@ def _builders():
     import torch
     import torch.nn.functional as F
 
-    from ldm import entropy_estimators as ee
+    from ldm.objectives import entropy as ee
 
     def naive_gaussian_kde(x, kappa=5.0):
         d2 = (x[:, None, :] - x[None, :, :]).pow(2).mean(-1)  # (B, B, d) materialised

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from ldm import entropy_estimators as ee
+from ldm.objectives import entropy as ee
 
 torch.set_num_threads(1)  # tiny tensors; avoids oversubscribing shared CI cores
 

@@ -221,7 +221,6 @@ def test_image_fit_with_defaults_separates_images(image_experiment: dict) -> Non
     assert corr.min() >= 0.98, corr
     assert amari_index(fit.W @ e["A"]) < 0.15
     assert fit.objective > fit.history[0][1] + 1.0
-    assert fit.wall_time_s < 60
 
 
 def test_fit_requires_variances_for_gaussian_model() -> None:

@@ -36,15 +36,17 @@ def mlflow_server(smoke_workspace: Path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        # a loaded machine can take minutes to start the server: wait on every kind of request
+        # failure (refused, reset, read timeout), bounded by one overall deadline
+        deadline = time.monotonic() + 300
         while True:
             try:
-                if requests.get(f"{base}/health", timeout=2).ok:
+                if requests.get(f"{base}/health", timeout=10).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             assert proc.poll() is None, "mlflow server exited early"
-            assert time.monotonic() < deadline, "mlflow server did not become healthy in 120 s"
+            assert time.monotonic() < deadline, "mlflow server did not become healthy in 300 s"
             time.sleep(1)
         yield base
     finally:
@@ -65,15 +67,13 @@ def test_rest_api_serves_ica_runs(mlflow_server: str, smoke_workspace: Path) -> 
         json={"experiment_ids": [ica["experiment_id"]], "filter": "tags.`snakemake.rule` = 'ica_fit'"},
         timeout=30,
     ).json()["runs"]
-    assert {r["info"]["run_name"] for r in runs} == {"images", "ou"}
-    run = next(r for r in runs if r["info"]["run_name"] == "images")
+    assert {r["info"]["run_name"] for r in runs} == {"images_fit", "ou_fit"}
+    run = next(r for r in runs if r["info"]["run_name"] == "images_fit")
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert tags["ldm.profile"] == "smoke"
     assert tags["snakemake.wildcards"] == "part=images"
     assert len(tags["git_commit"]) == 40 and tags["git_dirty"] in ("true", "false")
-    assert len(tags["ldm.config_hash"]) == 12
-    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-    assert metrics["min_abs_corr"] >= 0.95
+    assert len(tags["ldm.settings_hash"]) == 12 and len(tags["ldm.provenance"]) == 16
 
     run_id = run["info"]["run_id"]
     history = requests.get(
@@ -83,6 +83,12 @@ def test_rest_api_serves_ica_runs(mlflow_server: str, smoke_workspace: Path) -> 
     steps = [m["step"] for m in history]
     assert steps == sorted(steps) and history[-1]["value"] >= history[0]["value"]  # objective is maximised
 
+    fig_runs = requests.post(
+        f"{api}/runs/search",
+        json={"experiment_ids": [ica["experiment_id"]], "filter": "attributes.run_name = 'images_figures'"},
+        timeout=30,
+    ).json()["runs"]
+    run_id = fig_runs[0]["info"]["run_id"]
     listed = requests.get(f"{api}/artifacts/list", params={"run_id": run_id, "path": "figures"}, timeout=30).json()
     names = {Path(f["path"]).name for f in listed["files"]}
     assert {"images_histograms.png", "images_recovered.png", "images_objective.pdf"} <= names

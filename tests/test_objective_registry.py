@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ldm import objectives as ob
+from ldm.objectives import objective as ob
 from ldm.objectives.registry import (
     CATEGORICAL_RUNS,
     PREDICTIVE_LOSSES,

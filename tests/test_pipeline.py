@@ -1,10 +1,13 @@
 """End to end on the smoke profile: Snakemake runs the DAG; DVC records, pushes, pulls and
-reproduces the same DAG; both tools agree on what is up to date."""
+reproduces it; a change reruns exactly the jobs it affects (asserted as exact job sets); MLflow is
+a record, never an input; dvc.lock never calls an outdated output current."""
 
 from __future__ import annotations
 
 import filecmp
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,16 +18,38 @@ from conftest import REPO, git_commit, run
 pytestmark = pytest.mark.slow
 
 NOTHING = "Nothing to be done"
+TARGETS = {"default", "all", "ica", "kalman"}  # target rules: no outputs of their own
 
 
-def _outs(ws: Path) -> list[str]:
-    spec = yaml.safe_load((ws / "dvc.yaml").read_text())
-    return sorted(o for stage in spec["stages"].values() for o in stage.get("outs", []))
+def planned(ws: Path, *args: str, configfile: str | Path = "config/smoke.yaml", cwd: Path | None = None,
+            snakefile: Path | None = None) -> set[str]:
+    """The jobs `snakemake -n` plans, as 'rule[wildcards]' (target rules left out)."""
+    cmd = ["snakemake", "-n", "--configfile", str(configfile), *args]
+    if snakefile is not None:
+        cmd[1:1] = ["-s", str(snakefile)]
+    out = run(cmd, cwd or ws).stdout
+    jobs, rule = set(), None
+    for line in out.splitlines() + ["rule end:"]:
+        m = re.match(r"^(?:local)?rule (\w+):", line)
+        if m:
+            if rule is not None and rule[0] not in TARGETS:
+                jobs.add(f"{rule[0]}[{rule[1]}]")
+            rule = (m.group(1), "")
+        elif rule is not None and line.strip().startswith("wildcards:"):
+            rule = (rule[0], line.split(":", 1)[1].strip())
+    return jobs
 
 
-def _dry_run(ws: Path) -> str:
-    done = run(["snakemake", "-n", "--configfile", "config/smoke.yaml"], ws)
-    return done.stdout + done.stderr
+def kalman_jobs(run_: str, seed: int = 1) -> set[str]:
+    wc = f"run={run_}, seed={seed}"
+    return {f"kalman_train[{wc}]", f"kalman_evaluate[{wc}]", f"kalman_figures[{wc}]"}
+
+
+def _edit(path: Path, old: str, new: str) -> str:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1))
+    return text
 
 
 def test_smoke_run_outputs(smoke_workspace: Path) -> None:
@@ -37,38 +62,129 @@ def test_smoke_run_outputs(smoke_workspace: Path) -> None:
             png = smoke_workspace / f"results/ica/figures/{part}_{kind}.png"
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert (smoke_workspace / f"results/ica/figures/{part}_{kind}.pdf").read_bytes()[:5] == b"%PDF-"
+    kalman = json.loads((smoke_workspace / "results/kalman/metrics.json").read_text())
+    for name in ("figure8_knn", "inferred_sigma"):  # every table carries its baselines
+        assert {f"{name}/baseline_raw_pixels_r2_mean", f"{name}/baseline_untrained_r2_mean"} <= kalman.keys()
+
+
+def test_job_logs_have_one_line_per_epoch(smoke_workspace: Path) -> None:
+    log = (smoke_workspace / "logs/kalman/train_figure8_knn_seed1.log").read_text()
+    lines = [ln for ln in log.splitlines() if " epoch " in ln]
+    assert len(lines) == 2 and all(re.search(r"loss=\S+ .*r2_heldout_subset=\S+ .* s$", ln) for ln in lines), log
+
+
+def test_finished_training_leaves_no_checkpoint(smoke_workspace: Path) -> None:
+    runs = list((smoke_workspace / "results/kalman/runs").glob("*/seed*"))
+    assert runs and not any((r / "checkpoints").exists() for r in runs)
 
 
 def test_after_snakemake_both_tools_are_up_to_date(smoke_workspace: Path) -> None:
-    assert NOTHING in _dry_run(smoke_workspace)
-    status = run(["dvc", "status"], smoke_workspace).stdout
-    assert "up to date" in status, status
+    assert planned(smoke_workspace) == set()
+    assert "up to date" in run(["dvc", "status"], smoke_workspace).stdout
 
 
-def test_config_change_reruns_exactly_the_affected_jobs(smoke_workspace: Path, tmp_path: Path) -> None:
-    changed = (smoke_workspace / "config/smoke.yaml").read_text().replace("lr: 0.005,", "lr: 0.004,", 1)
-    assert changed != (smoke_workspace / "config/smoke.yaml").read_text()
-    (tmp_path / "changed.yaml").write_text(changed)
-    out = run(["snakemake", "-n", "--configfile", str(tmp_path / "changed.yaml")], smoke_workspace)
-    planned = out.stdout + out.stderr
-    assert "kalman_train" in planned and "Params have changed" in planned
-    assert "rule ica_" not in planned
+def test_one_runs_lr_reruns_that_run_only(smoke_workspace: Path, tmp_path: Path) -> None:
+    cfg = yaml.safe_load((smoke_workspace / "config/smoke.yaml").read_text())
+    cfg["kalman"]["runs"]["figure8_knn"]["optim"]["lr"] = 0.004
+    (tmp_path / "lr.yaml").write_text(yaml.safe_dump(cfg))
+    assert planned(smoke_workspace, configfile=tmp_path / "lr.yaml") == kalman_jobs("figure8_knn") | {"kalman_summarize[]"}
+
+
+def test_execution_only_settings_rerun_nothing(smoke_workspace: Path, tmp_path: Path) -> None:
+    assert planned(smoke_workspace, "--set-threads", "kalman_train=2", "--cores", "2") == set()
+
+
+def test_figure_module_edit_reruns_figures_only(smoke_workspace: Path) -> None:
+    path = smoke_workspace / "src/ldm/experiments/kalman/figures.py"
+    original = _edit(path, '"""Figures of the', '# an edit\n"""Figures of the')
+    try:
+        want = {"kalman_figures[run=figure8_knn, seed=1]", "kalman_figures[run=inferred_sigma, seed=1]", "kalman_summarize[]"}
+        assert planned(smoke_workspace) == want
+    finally:
+        path.write_text(original)
+    assert planned(smoke_workspace) == set()  # same content again: checksums, not mtimes, decide
+
+
+def test_video_generator_edit_reruns_videos_and_what_follows(smoke_workspace: Path) -> None:
+    path = smoke_workspace / "src/ldm/data/videos.py"
+    original = _edit(path, "def render_clean(", "# an edit\ndef render_clean(")
+    try:
+        want = {"kalman_videos[dataset=figure8]", "kalman_videos[dataset=circular_inferred]",
+                *kalman_jobs("figure8_knn"), *kalman_jobs("inferred_sigma"), "kalman_summarize[]"}
+        assert planned(smoke_workspace) == want
+    finally:
+        path.write_text(original)
+
+
+def test_catalog_invocation_from_any_directory_plans_the_same(smoke_workspace: Path, tmp_path: Path) -> None:
+    cfg = smoke_workspace / "config/smoke.yaml"
+    here = run(["snakemake", "-n", "--forceall", "--configfile", str(cfg)], smoke_workspace).stdout
+    there = run(["snakemake", "-s", str(smoke_workspace / "workflow/Snakefile"), "-n", "--forceall",
+                 "--configfile", str(cfg)], tmp_path).stdout
+
+    def jobs_and_inputs(out: str) -> set[tuple[str, str]]:
+        blocks = re.findall(r"^(?:local)?rule (\w+):\n    input: ([^\n]*)", out, flags=re.M)
+        return {(r, i) for r, i in blocks if r not in TARGETS}
+
+    a, b = jobs_and_inputs(here), jobs_and_inputs(there)
+    assert a == b and len(a) >= 10
+    assert all("src/ldm/experiments/" in inputs for rule, inputs in a)  # code inputs are never empty
+    assert not (tmp_path / "results").exists()  # outputs go to the repository, not the caller's cwd
+
+
+def test_dvc_never_records_an_outdated_output(smoke_workspace: Path) -> None:
+    cfg = smoke_workspace / "config/smoke.yaml"
+    original = _edit(cfg, "lr: 0.005,", "lr: 0.004,")  # figure8_knn
+    try:
+        run(["snakemake", "--cores", "1", "--configfile", "config/smoke.yaml", "-R", "ica_summarize",
+             "results/ica/metrics.json"], smoke_workspace)
+        status = run(["dvc", "status"], smoke_workspace).stdout
+        assert "kalman_train_figure8_knn_1" in status and "modified" in status, status
+        assert "ica_summarize" not in status, status
+        assert kalman_jobs("figure8_knn") <= planned(smoke_workspace)
+    finally:
+        cfg.write_text(original)
+    assert "up to date" in run(["dvc", "status"], smoke_workspace).stdout
+
+
+def _mlflow_runs(ws: Path, name: str) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{ws / 'results/mlflow/mlflow.db'}")
+    exp = client.get_experiment_by_name("kalman")
+    return client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{name}'")
+
+
+def test_mlflow_is_a_record_never_an_input(smoke_workspace: Path) -> None:
+    import shutil
+
+    import mlflow
+
+    shutil.rmtree(smoke_workspace / "results/mlflow")  # a fresh clone has no store
+    run(["snakemake", "--cores", "2", "--configfile", "config/smoke.yaml", "-R", "ica_evaluate",
+         "--until", "ica_evaluate"], smoke_workspace)  # its old MLflow run is gone: nothing needs it
+    for _ in range(2):
+        run(["snakemake", "--cores", "2", "--configfile", "config/smoke.yaml", "-R", "kalman_train",
+             "--until", "kalman_train"], smoke_workspace)
+    runs = _mlflow_runs(smoke_workspace, "figure8_knn_seed1_train")
+    assert len(runs) == 2  # a rerun is a new run ...
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{smoke_workspace / 'results/mlflow/mlflow.db'}")
+    for r in runs:  # ... never appended to the old one
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")]
+        assert steps == [1, 2], steps
+    run(["snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"], smoke_workspace)
+    assert planned(smoke_workspace) == set()
 
 
 def test_dvc_yaml_matches_snakemake_dag(smoke_workspace: Path) -> None:
     run(["ldm", "dvc-yaml", "--configfile", "config/smoke.yaml", "--check"], smoke_workspace)
     spec = yaml.safe_load((smoke_workspace / "dvc.yaml").read_text())
-    jobs = run(["snakemake", "-n", "--forceall", "--configfile", "config/smoke.yaml"], smoke_workspace).stdout
-    rule_counts = {}
-    for line in jobs.splitlines():
-        if line.startswith("rule ") and not line.startswith("rule default"):
-            name = line.split()[1].rstrip(":")
-            rule_counts[name] = rule_counts.get(name, 0) + 1
-    stage_counts = {}
-    for stage in spec["stages"].values():
-        rule = stage["cmd"].split("--allowed-rules ")[1].split()[0]
-        stage_counts[rule] = stage_counts.get(rule, 0) + 1
-    assert stage_counts == rule_counts
+    stages = {name: s for name, s in spec["stages"].items()}
+    train = stages["kalman_train_figure8_knn_1"]
+    assert train["params"] == [{"config/smoke.yaml": ["compute", "kalman.data_seed", "kalman.datasets.figure8",
+                                                      "kalman.defaults", "kalman.runs.figure8_knn"]}]
+    assert "src/ldm/training/kalman.py" in train["deps"] and "src/ldm/experiments/kalman/figures.py" not in train["deps"]
+    assert spec["metrics"] and spec["plots"]
 
 
 def test_committed_dvc_yaml_is_generated_from_the_default_dag() -> None:
@@ -84,32 +200,43 @@ def _same_bytes(a: Path, b: Path) -> bool:
     return filecmp.cmp(a, b, shallow=False)
 
 
-def test_push_then_pull_in_fresh_clone_restores_outputs(smoke_workspace: Path, tmp_path: Path) -> None:
-    git_commit(smoke_workspace, "record smoke run")
+def test_push_commit_lock_then_make_pull_in_fresh_clone(smoke_workspace: Path, tmp_path: Path) -> None:
+    """The documented sharing workflow: run, `dvc push`, commit dvc.lock; a fresh clone runs
+    `make pull` and is up to date for both tools, and a later config change reruns exactly its jobs."""
     run(["dvc", "push"], smoke_workspace)
+    git_commit(smoke_workspace, "record smoke run (dvc.lock)")
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(smoke_workspace), str(clone)], tmp_path)
     remote = run(["dvc", "remote", "list", "--local"], smoke_workspace).stdout.split()[1]
     run(["dvc", "remote", "modify", "--local", "local", "url", remote], clone)
-    run(["dvc", "pull"], clone)
-    outs = _outs(smoke_workspace)
-    assert outs and any(o.startswith("data/") for o in outs)
+    venv = Path(sys.executable).parents[1]
+    run(["make", "pull", "PROFILE=config/smoke.yaml", f"VENV={venv}", "-o", f"{venv}/.installed"], clone)
+    spec = yaml.safe_load((smoke_workspace / "dvc.yaml").read_text())
+    outs = sorted(o for s in spec["stages"].values() for o in s.get("outs", []))
+    assert any(o.startswith("data/") for o in outs)
     for rel in outs:
         assert _same_bytes(smoke_workspace / rel, clone / rel), rel
+    assert planned(clone) == set()
     assert "up to date" in run(["dvc", "status"], clone).stdout
-    # DVC gives pulled files fresh mtimes in arbitrary order; `make pull` records them for Snakemake
-    run(["snakemake", "--cores", "1", "--touch", "--configfile", "config/smoke.yaml"], clone)
-    assert NOTHING in _dry_run(clone)
-    assert "up to date" in run(["dvc", "status"], clone).stdout
-    # ... and Snakemake still notices a config change afterwards
-    cfg = (clone / "config/smoke.yaml").read_text().replace("n_steps: 5000", "n_steps: 4000")
-    (clone / "config/smoke.yaml").write_text(cfg)
-    assert "ica_sources" in _dry_run(clone)
+    _edit(clone / "config/smoke.yaml", "n_train: 16, n_test: 4}\n  ", "n_train: 24, n_test: 4}\n  ")  # figure8 videos
+    want = {"kalman_videos[dataset=figure8]", *kalman_jobs("figure8_knn"), "kalman_summarize[]"}
+    assert planned(clone) == want
+
+
+def test_fresh_clone_of_the_repository_itself(tmp_path: Path) -> None:
+    """As shipped (no dvc.lock, no outputs): DVC knows every stage and would run it; nothing errors."""
+    clone = tmp_path / "shipped"
+    run(["git", "clone", "-q", str(REPO), str(clone)], tmp_path)
+    status = run(["dvc", "status"], clone).stdout
+    assert "kalman_train_figure8_knn_1" in status and "ica_sources_images" in status
+    dry = run(["dvc", "repro", "--dry"], clone).stdout
+    assert "ica_sources_images" in dry and "kalman_summarize" in dry
 
 
 def test_dvc_repro_in_fresh_clone_reproduces_metrics(smoke_workspace: Path, tmp_path: Path) -> None:
     clone = tmp_path / "repro"
     run(["git", "clone", "-q", str(smoke_workspace), str(clone)], tmp_path)
+    (clone / "dvc.lock").unlink(missing_ok=True)
     run(["dvc", "repro"], clone, timeout=1500)
     for experiment in ("ica", "kalman"):
         expected = json.loads((smoke_workspace / f"results/{experiment}/metrics.json").read_text())
@@ -123,4 +250,19 @@ def test_dvc_repro_in_fresh_clone_reproduces_metrics(smoke_workspace: Path, tmp_
             else:
                 assert got[key] == value, key
     assert "up to date" in run(["dvc", "status"], clone).stdout
-    assert NOTHING in _dry_run(clone)
+    assert planned(clone) == set()
+
+
+def test_report_holds_every_figure_and_the_paper_tables(smoke_workspace: Path) -> None:
+    import base64
+    import html
+
+    run(["snakemake", "--configfile", "config/smoke.yaml", "--report", "report.html"], smoke_workspace)
+    text = (smoke_workspace / "report.html").read_text()
+    figures = [p for p in (smoke_workspace / "results").rglob("*.png")]
+    assert len(figures) >= 10
+    for png in figures:  # every PNG the pipeline made is in the report, by name and bytes
+        assert png.name in text, png
+    sample = base64.b64encode((smoke_workspace / "results/ica/figures/ou_recovered.png").read_bytes()[:600]).decode()
+    assert sample[:200] in text
+    assert "paper_comparison.csv" in text and "paper Fig. 4B" in html.unescape(text)

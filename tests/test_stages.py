@@ -1,19 +1,23 @@
-"""The stage layer: job descriptions, failure cleanup, code dependencies."""
+"""The stage layer: job descriptions, failure cleanup, per-stage code inputs, per-job settings and
+the provenance hash that guards checkpoint resumption."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO
-from ldm.pipeline.stages import Job, code_files, get_stage, run_stage, stage
+from ldm.pipeline.stages import (
+    Job, TracedConfig, code_files, get_stage, job_settings, minimal_keys, plain, run_stage, stage,
+)
 
 
-def _job(tmp_path: Path) -> Job:
-    return Job.from_json(json.dumps({
-        "rule": "demo", "settings": {"n": 1}, "settings_key": "demo",
+def _job(tmp_path: Path, name: str = "ica.demo") -> Job:
+    return Job.from_json(name, json.dumps({
+        "settings": {"n": 1},
         "input": {}, "output": {"a": str(tmp_path / "a.txt"), "b": str(tmp_path / "b.txt")},
         "wildcards": {"part": "x"},
     }))
@@ -26,7 +30,7 @@ def test_failed_stage_leaves_no_output(tmp_path: Path) -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        run_stage("ica.test_fails_halfway", _job(tmp_path))
+        run_stage(_job(tmp_path, "ica.test_fails_halfway"))
     assert not (tmp_path / "a.txt").exists() and not (tmp_path / "b.txt").exists()
 
 
@@ -36,7 +40,7 @@ def test_successful_stage_keeps_outputs(tmp_path: Path) -> None:
         for path in job.output.values():
             path.write_text("done")
 
-    run_stage("ica.test_succeeds", _job(tmp_path))
+    run_stage(_job(tmp_path, "ica.test_succeeds"))
     assert (tmp_path / "a.txt").read_text() == "done"
 
 
@@ -47,19 +51,70 @@ def test_unknown_stage_and_experiment_are_named() -> None:
         get_stage("ica.nope")
 
 
-def test_job_context_carries_provenance(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_job_context_names_rule_wildcards_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LDM_PROFILE", "smoke")
-    monkeypatch.setenv("LDM_CONFIG_HASH", "abc123")
-    ctx = _job(tmp_path).context
-    assert ctx["snakemake.rule"] == "demo" and ctx["snakemake.wildcards"] == {"part": "x"}
-    assert ctx["profile"] == "smoke" and ctx["config_hash"] == "abc123"
+    ctx = _job(tmp_path, "ica.fit").context
+    assert ctx["snakemake.rule"] == "ica_fit" and ctx["snakemake.wildcards"] == {"part": "x"}
+    assert ctx["profile"] == "smoke" and len(ctx["provenance"]) == 16
 
 
-def test_code_files_follow_imports() -> None:
-    files = code_files("ica", REPO)
-    assert "src/ldm/experiments/ica.py" in files
-    assert "src/ldm/ica.py" in files and "src/ldm/tracking.py" in files  # imported directly
-    assert "src/ldm/figures/ica.py" in files  # imported inside a function
-    assert "src/ldm/kalman_filter.py" not in files  # another experiment's code
-    kalman = code_files("kalman", REPO)
-    assert {"src/ldm/kalman_filter.py", "src/ldm/entropy_estimators.py"} <= set(kalman)
+def _rel(files: list[str]) -> set[str]:
+    return {f.removeprefix("src/ldm/") for f in files}
+
+
+def test_code_inputs_are_per_stage_and_follow_relative_imports() -> None:
+    figures = _rel(code_files("kalman.figures", REPO))
+    train = _rel(code_files("kalman.train", REPO))
+    videos = _rel(code_files("kalman.videos", REPO))
+    assert "experiments/kalman/figures.py" in figures
+    assert "experiments/kalman/figures.py" not in train | videos  # a figure edit reruns figures only
+    # training: the model, the filter and, through `from .entropy import ...` in latent_models, the estimators
+    assert {"training/kalman.py", "models/kalman_ssl.py", "models/kalman_filter.py", "objectives/entropy.py",
+            "objectives/latent_models.py", "training/loop.py", "training/device.py"} <= train
+    assert "data/videos.py" in videos and "models/kalman_ssl.py" not in videos
+    ica_fit = _rel(code_files("ica.fit", REPO))
+    assert "models/ica.py" in ica_fit and "models/kalman_filter.py" not in ica_fit  # another experiment's code
+    assert "experiments/ica/figures.py" not in ica_fit
+
+
+def test_code_inputs_do_not_depend_on_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here = code_files("kalman.train", REPO)
+    monkeypatch.chdir(tmp_path)
+    assert code_files("kalman.train", REPO) == here and here
+
+
+def test_traced_config_records_what_was_read() -> None:
+    config = {"a": {"b": 1, "c": {"d": 2, "e": 3}}, "f": 4}
+    traced = TracedConfig(config)
+    assert traced["a"]["b"] == 1 and plain(traced["a"]["c"]) == {"d": 2, "e": 3}
+    assert minimal_keys(traced.seen) == ["a.b", "a.c"]  # "f" was never read
+
+
+def test_kalman_job_settings_are_per_run() -> None:
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["compute"] = {"device": "auto", "precision": "fp32", "channels_last": False}
+    s1, keys = job_settings("kalman.train", config, {"run": "figure8_knn", "seed": "1"})
+    assert "kalman.runs.figure8_knn" in keys and "kalman.datasets.figure8" in keys
+    assert not any(k.startswith("kalman.runs.square") or k == "kalman.runs" for k in keys)
+    config["kalman"]["runs"]["square_stopgrad"]["optim"]["lr"] = 0.001  # another run's lr
+    assert job_settings("kalman.train", config, {"run": "figure8_knn", "seed": "1"})[0] == s1
+    config["kalman"]["runs"]["figure8_knn"]["optim"]["lr"] = 0.001
+    assert job_settings("kalman.train", config, {"run": "figure8_knn", "seed": "1"})[0] != s1
+
+
+def test_provenance_changes_with_settings_code_and_inputs(tmp_path: Path) -> None:
+    code = tmp_path / "mod.py"
+    code.write_text("x = 1\n")
+    data = tmp_path / "in.npz"
+    data.write_bytes(b"abc")
+    job = Job("kalman.train", {"lr": 0.1}, input={"train": data}, code=[str(code)])
+    base = job.provenance()
+    assert Job("kalman.train", {"lr": 0.1}, input={"train": data}, code=[str(code)]).provenance() == base
+    assert Job("kalman.train", {"lr": 0.2}, input={"train": data}, code=[str(code)]).provenance() != base
+    code.write_text("x = 2\n")
+    assert job.provenance() != base
+    code.write_text("x = 1\n")
+    data.write_bytes(b"abd")
+    assert job.provenance() != base

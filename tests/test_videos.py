@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ldm import videos
+from ldm.data import videos
 from ldm.data.videos import VideoConfig
 
 
@@ -123,8 +123,12 @@ def test_save_load_roundtrip_and_errors(tmp_path):
     assert not list((tmp_path / "d").glob("*.tmp*"))  # no temp files left behind
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="corrupt data file"):
+    with pytest.raises(ValueError, match=r"truncated or corrupt .*delete it .*rerun snakemake"):
         videos.load_npz(bad)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(paths["train"].read_bytes()[:5000])
+    with pytest.raises(ValueError, match=rf"{truncated} is truncated or corrupt .*rm {truncated}"):
+        videos.load_npz(truncated)
     with pytest.raises(FileNotFoundError, match="missing"):
         videos.load_npz(tmp_path / "missing.npz")
 

@@ -8,16 +8,14 @@ wildcard_constraints:
     part="images|ou",
 
 
-def ica_parts():
-    """ICA parts enabled in config['ica']['parts']."""
-    return list(section("ica").get("parts", []))
+ICA_PARTS = list(section("ica").get("parts", []))
 
 
 rule ica:
     """Every output of the `ica` experiment: metrics.json and the Fig. 2 panels (PNG + PDF)."""
     input:
         "results/ica/metrics.json",
-        expand("results/ica/figures/{part}_{kind}.{ext}", part=ica_parts(), kind=ICA_FIGURES, ext=["png", "pdf"]),
+        expand("results/ica/figures/{part}_{kind}.{ext}", part=ICA_PARTS, kind=ICA_FIGURES, ext=["png", "pdf"]),
 
 
 rule ica_sources:
@@ -117,7 +115,7 @@ rule ica_figures:
 
 rule ica_summarize:
     input:
-        **stage_inputs("ica.summarize", **{f"evaluation_{p}": f"results/ica/{p}/evaluation.json" for p in ica_parts()}),
+        **stage_inputs("ica.summarize", **{f"evaluation_{p}": f"results/ica/{p}/evaluation.json" for p in ICA_PARTS}),
     output:
         metrics="results/ica/metrics.json",
         table=report(

@@ -12,15 +12,9 @@ wildcard_constraints:
     seed="[0-9]+",
 
 
-def kalman_runs():
-    """(run, seed) pairs of the `kalman` experiment: every run of config['kalman']['runs'] × seed."""
-    return [(run, seed) for run in section("kalman").get("runs", {}) for seed in section("kalman").get("seeds", [1])]
+from ldm.experiments.kalman import settings as kalman_settings
 
-
-def kalman_videos_of(split):
-    """Input function: the `split` videos of the data set a Kalman run trains on."""
-    return lambda wc: f"data/kalman/{config['kalman']['runs'][wc.run]['dataset']}/{split}.npz"
-
+KALMAN_RUNS = kalman_settings.runs_and_seeds(config)
 
 RUN_DIR = "results/kalman/runs/{run}/seed{seed}"
 
@@ -31,7 +25,7 @@ rule kalman:
         "results/kalman/metrics.json",
         "results/kalman/tables/runs.csv",
         "results/kalman/figures/fig4d_grad_cos.png",
-        [f"results/kalman/figures/{run}_seed{seed}" for run, seed in kalman_runs()],
+        expand("results/kalman/figures/{run}_seed{seed}", zip, run=[r for r, _ in KALMAN_RUNS], seed=[s for _, s in KALMAN_RUNS]),
 
 
 rule kalman_videos:
@@ -52,7 +46,7 @@ rule kalman_videos:
 
 rule kalman_train:
     input:
-        **stage_inputs("kalman.train", train=kalman_videos_of("train"), test=kalman_videos_of("test")),
+        **stage_inputs("kalman.train", train=kalman_settings.videos_of(config, "train"), test=kalman_settings.videos_of(config, "test")),
     output:
         model=f"{RUN_DIR}/model.pt",
         history=f"{RUN_DIR}/history.json",
@@ -74,8 +68,8 @@ rule kalman_evaluate:
     input:
         **stage_inputs(
             "kalman.evaluate",
-            train=kalman_videos_of("train"),
-            test=kalman_videos_of("test"),
+            train=kalman_settings.videos_of(config, "train"),
+            test=kalman_settings.videos_of(config, "test"),
             model=f"{RUN_DIR}/model.pt",
             history=f"{RUN_DIR}/history.json",
             summary=f"{RUN_DIR}/train_metrics.json",
@@ -124,8 +118,8 @@ rule kalman_summarize:
     input:
         **stage_inputs(
             "kalman.summarize",
-            **{f"eval_{run}_seed{seed}": f"results/kalman/runs/{run}/seed{seed}/eval.json" for run, seed in kalman_runs()},
-            **{f"history_{run}_seed{seed}": f"results/kalman/runs/{run}/seed{seed}/history.json" for run, seed in kalman_runs()},
+            **{f"eval_{run}_seed{seed}": f"results/kalman/runs/{run}/seed{seed}/eval.json" for run, seed in KALMAN_RUNS},
+            **{f"history_{run}_seed{seed}": f"results/kalman/runs/{run}/seed{seed}/history.json" for run, seed in KALMAN_RUNS},
         ),
     output:
         metrics="results/kalman/metrics.json",

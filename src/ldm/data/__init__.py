@@ -1,0 +1,1 @@
+"""Data: generators (videos, ICA sources) and dataset acquisition/loading."""

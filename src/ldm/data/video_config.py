@@ -1,4 +1,4 @@
-"""Parameters of a synthetic dot-motion video data set (predictive.md §1; names follow the official
+"""Parameters of a synthetic dot-motion video data set (the authors' code; names follow the official
 configs). Dependency-free, so the pipeline can resolve settings without importing numpy or torch."""
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Evaluation: probes, metrics, uncertainty."""

@@ -1,9 +1,9 @@
 """Linear probes of learned latents: held-out least-squares R^2, uncertainty propagation, noise decoding.
 
 * :func:`heldout_r2` -- ordinary least squares with intercept fitted on training-set latents, R^2 on all
-  test sequences (the primary number of the ``kalman`` experiment; predictive.md §5.2 (ii)).
+  test sequences (the primary number of the ``kalman`` experiment; the authors' code).
 * :func:`paper_probe_r2` -- the notebook's number: the online linear probe applied to ``h_t - b`` without
-  its bias, on a single test video (predictive.md §5.2).
+  its bias, on a single test video (the authors' code).
 * :func:`propagate_covariance` -- the probe's predictive covariance ``W P W^T`` of a Gaussian state.
 * :func:`noise_level_decoding` -- how well the inferred observation variances decode the true noise level.
 """

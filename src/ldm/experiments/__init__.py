@@ -1,1 +1,1 @@
-"""Pipeline stages of each experiment of the paper (one module per experiment family)."""
+"""One package per experiment of the paper (glue: stages, settings, figures)."""

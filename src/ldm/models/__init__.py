@@ -1,0 +1,1 @@
+"""Models: encoders, predictors (Kalman filter), linear ICA."""

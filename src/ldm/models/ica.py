@@ -13,7 +13,7 @@ and omitted. Two set-ups of the paper are covered:
 * Ornstein--Uhlenbeck sources: rotation ``W = expm(K)``, ``K`` skew-symmetric, zero-mean
   Gaussian source model with the sources' known stationary variances v_i.
 
-Deliberate differences from the official scripts (reference spec predictive.md Sec. 6), which
+Deliberate differences from the official scripts (reference spec the authors' code Sec. 6), which
 are available as named options:
 
 * ``logdet="slogdet"`` (default) computes log|det W| exactly; ``logdet="gram_eps"`` reproduces

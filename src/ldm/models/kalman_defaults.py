@@ -1,4 +1,4 @@
-"""Defaults of the Kalman predictive-SSL model, its losses and its training runs (predictive.md §3, §7).
+"""Defaults of the Kalman predictive-SSL model, its losses and its training runs (the authors' code).
 
 The one source of these defaults: configs override any of them (``kalman.defaults``,
 ``kalman.runs.<run>``). Torch-free, so the pipeline can resolve a job's settings without importing torch.
@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 LOSSES = ("knn", "stopgrad", "infonce")
 
-#: Model and optimisation defaults (predictive.md §3, §7); configs override any of them.
+#: Model and optimisation defaults (the authors' code); configs override any of them.
 DEFAULTS: dict[str, Any] = {
     "model": {
         "input_dim": 100,

@@ -1,6 +1,6 @@
 """Batched, differentiable Kalman filter used as the latent predictor of predictive LDM (paper Sec. 6.1).
 
-Model (predictive.md §3.1-3.3): hidden state h in R^S, pseudo-observations (encodings) z in R^L read out by
+Model (the authors' code-3.3): hidden state h in R^S, pseudo-observations (encodings) z in R^L read out by
 the fixed D = [I_L 0],
 
     h_t = A (h_{t-1} - b) + b + eps_t,  eps_t ~ N(0, Sigma_A(t)),     z_t = D h_t + eta_t,  eta_t ~ N(0, Sigma_D(t)),

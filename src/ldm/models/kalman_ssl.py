@@ -1,4 +1,4 @@
-"""Predictive LDM with a Kalman-filter predictor (paper Sec. 6.1, Eq. 15; predictive.md §3).
+"""Predictive LDM with a Kalman-filter predictor (paper Sec. 6.1, Eq. 15; the authors' code).
 
 An MLP encoder F maps every frame x_t to a pseudo-observation z_t = F(x_t) in R^L; a learned Kalman
 filter (:mod:`ldm.models.kalman_filter`) predicts z_t from z_{<t}. Losses (``loss``):

@@ -1,0 +1,1 @@
+"""The LDM objective library: entropy estimators, latent models, objectives, registry."""

@@ -46,7 +46,7 @@ __all__ = [
     "categorical_joint_entropy",
 ]
 
-# Authors' constants (images.md §1.1, predictive.md §3.5).
+# Constants of the authors' code.
 KNN_EPS = 1e-8
 KNN_MAX_DISTANCE = 1e6
 KDE_EPS = 1e-8
@@ -179,11 +179,11 @@ def knn_entropy(
     r_i = p-norm distance from x_i to its k-th nearest neighbour in the batch (self
     excluded; k is reduced to N − 1 for tiny batches).
 
-    * ``full=False`` (default, the authors' form, images.md §1.1):
+    * ``full=False`` (default, the authors' form, the authors' code):
       Ĥ = mean_i log(min(r_i, sg(q)) + 1e-8), q = ``clip_quantile`` quantile of {r_i},
       detached (distances above it are clipped, so the top 10 % get zero gradient);
       r_i is also clamped to ≤ 1e6.  ``clip_quantile=None`` disables the clip.
-      ``scale_by_dim=True`` multiplies by d (Kalman "procrustes" loss, predictive.md §3.5).
+      ``scale_by_dim=True`` multiplies by d (Kalman "procrustes" loss, the authors' code).
       This equals the KL estimator divided by d, up to an additive constant.
     * ``full=True``: the Kozachenko–Leonenko estimate of differential entropy in nats,
       Ĥ = ψ(N) − ψ(k) + log V_{d,p} + (d/N) Σ_i log r_i,
@@ -227,8 +227,7 @@ def knn_entropy(
 def gaussian_cross_entropy(z: Tensor, mean: Tensor, cov: Tensor, jitter: float = 0.0) -> Tensor:
     """CE(z | μ, Σ) = ½ log det Σ + ½ (z − μ)ᵀ Σ⁻¹ (z − μ), elementwise over batch dims.
 
-    Gaussian negative log-likelihood without the (d/2) log 2π constant (predictive.md
-    §3.5).  ``z`` (..., d), ``mean`` broadcastable to it, ``cov`` broadcastable to
+    Gaussian negative log-likelihood without the (d/2) log 2π constant (the authors' code).  ``z`` (..., d), ``mean`` broadcastable to it, ``cov`` broadcastable to
     (..., d, d); ``jitter`` is added to the diagonal of Σ.  Computed with a Cholesky
     factor (log det = 2 Σ log L_ii, Mahalanobis term via a triangular solve); no inverse.
     Returns a tensor of the broadcast batch shape (z.shape[:-1] in the usual case).
@@ -262,7 +261,7 @@ def stopgrad_conditional_entropy(target: Tensor, mean: Tensor, cov: Tensor, jitt
     predictor's cross-entropy *is* the plug-in estimate of the conditional entropy
     (App. A.5.4); with the target detached, its gradient reaches the encoder only through
     the prediction (``mean``, ``cov``).  This is the predictive-stopgrad loss that is
-    minimised (predictive.md §3.5 ``regular``, §4.2 ``stopgrad``).  Multiply by T for the
+    minimised (the authors' code ``regular``, §4.2 ``stopgrad``).  Multiply by T for the
     sum over time used by the official code.  (The Fig. 4D gradient-cosine diagnostic
     detaches the other side: ``gaussian_cross_entropy(z, mean.detach(), cov.detach())``.)
     """
@@ -273,7 +272,7 @@ def diag_gaussian_cross_entropy(z: Tensor, mean: Tensor, var: Tensor) -> Tensor:
     """CE(z | μ, diag(v)) = ½ Σ_k log v_k + ½ Σ_k (z_k − μ_k)² / v_k (no 2π constant).
 
     Diagonal-covariance shortcut of :func:`gaussian_cross_entropy` (LSTM predictor,
-    predictive.md §4.2); ``var`` broadcastable to ``z``.  Returns shape z.shape[:-1].
+    the authors' code); ``var`` broadcastable to ``z``.  Returns shape z.shape[:-1].
     """
     return 0.5 * (torch.log(var) + (z - mean).pow(2) / var).sum(-1)
 
@@ -294,7 +293,7 @@ def gaussian_kde_entropy(
     eps: float = KDE_EPS,
     include_self: bool = True,
 ) -> Tensor:
-    """Gaussian-kernel KDE entropy on the plane (authors' form, images.md §1.1; App. A.5.1).
+    """Gaussian-kernel KDE entropy on the plane (authors' form, the authors' code; App. A.5.1).
 
     Ĥ(X) = −(1/B) Σ_i log( Σ_j exp(−κ · (1/d) ‖x_i − x_j‖²) + eps ),  X ∈ R^{B×d}.
 
@@ -320,7 +319,7 @@ def vmf_kde_entropy(
     normalize: bool = False,
     include_self: bool = True,
 ) -> Tensor:
-    """von Mises–Fisher-kernel KDE entropy on the sphere (images.md §1.2; App. A.5.1).
+    """von Mises–Fisher-kernel KDE entropy on the sphere (the authors' code; App. A.5.1).
 
     Ĥ(X) = −(1/B) Σ_i log Σ_j exp(γ x_i · x_j), self pair included, constants dropped.
     γ = 1/τ is the kernel precision (γ = 5 ↔ SimCLR τ = 0.2).  Rows are expected to be
@@ -374,7 +373,7 @@ def bandwidth_kde_entropy(
     bandwidth: float | Tensor = 1.0,
     min_density: float = 1e-8,
 ) -> Tensor:
-    """Normalised Gaussian KDE entropy in nats with bandwidth h (predictive.md §4.2 ``kde``).
+    """Normalised Gaussian KDE entropy in nats with bandwidth h (the authors' code ``kde``).
 
     Ĥ = −(1/N) Σ_i log max(min_density, (1/(N hᵈ (2π)^{d/2})) Σ_j exp(−‖x_i − x_j‖² / (2h²))),
     self term included.  ``bandwidth`` may be a (detached) tensor, e.g. mean √(predicted
@@ -405,7 +404,7 @@ def pooled_covariance(z1: Tensor, z2: Tensor, center: str = "per_view") -> Tenso
     C_pool = [z̃1; z̃2]ᵀ [z̃1; z̃2] / (2B − 1), a (D, D) matrix.  ``center="per_view"``
     centres each view by its own mean (sphere ``dual_gauss``), ``"pooled"`` by the mean of
     all 2B rows (plane ``vicreg2``).  This is a pooled *single-variable* estimate, not the
-    2D × 2D joint covariance of paper Eq. 9 (images.md §7 item 1).
+    2D × 2D joint covariance of paper Eq. 9 (the authors' code).
     """
     if center == "per_view":
         s = torch.cat([z1 - z1.mean(0, keepdim=True), z2 - z2.mean(0, keepdim=True)], dim=0)
@@ -481,7 +480,7 @@ def taylor_logdet(
 
     ``power=2`` is the correct expansion (log det(I + E) ≈ tr E − ½ tr E², E the
     off-diagonal correlations); ``power=4`` is the official code's variant (it squares
-    the already-squared correlation, images.md §7 item 2), which produced the published
+    the already-squared correlation, the authors' code), which produced the published
     sphere-LogDet numbers.
     """
     if power not in (2, 4):
@@ -504,7 +503,7 @@ def taylor_logdet_entropy(
     """Entropy from the Taylor log-det of the sample covariance of ``x`` (B, d).
 
     Default (paper): Ĥ = ½ LD(C + jitter·I) (Gaussian entropy up to a constant).
-    Official code (sphere ``*_gauss``, images.md §1.2): ``jitter_all_entries=True`` adds
+    Official code (sphere ``*_gauss``, the authors' code): ``jitter_all_entries=True`` adds
     the jitter to every entry of C, and ``official_scaling=True`` returns LD(C)/d instead
     of ½ LD(C).  ``cov`` overrides the covariance (e.g. :func:`pooled_covariance`).
 
@@ -542,7 +541,7 @@ def categorical_entropy(probs: Tensor, eps: float = 1e-6) -> Tensor:
     """Plug-in entropy of the batch-mean category distribution: −Σ_j p̄_j log(p̄_j + eps).
 
     ``probs`` (B, n) rows on the simplex (or several views stacked along the batch, which
-    gives the pooled marginal p̄ = ½(mean s1 + mean s2) of images.md §2).
+    gives the pooled marginal p̄ = ½(mean s1 + mean s2) of the authors' code).
     """
     pbar = probs.mean(0)
     return -(pbar * torch.log(pbar + eps)).sum()
@@ -550,6 +549,6 @@ def categorical_entropy(probs: Tensor, eps: float = 1e-6) -> Tensor:
 
 def categorical_joint_entropy(s1: Tensor, s2: Tensor, eps: float = 1e-6) -> Tensor:
     """Plug-in joint entropy of two category assignments: P_jk = (1/B) Σ_i s1_ij s2_ik,
-    Ĥ = −Σ_jk P_jk log(P_jk + eps)  (images.md §2)."""
+    Ĥ = −Σ_jk P_jk log(P_jk + eps)  (the authors' code)."""
     pj = s1.T @ s2 / s1.shape[0]
     return -(pj * torch.log(pj + eps)).sum()

@@ -47,7 +47,7 @@ class LatentModel:
 class PlaneModel(LatentModel):
     """Gaussian conditional on the plane, p(z2 | z1) = N(z1, σ² I) (App. A.6.1).
 
-    ``reduction="mean"`` (default, official ``gaussprob``, images.md §1.1):
+    ``reduction="mean"`` (default, official ``gaussprob``, the authors' code):
     alignment = −λ · (1/B) Σ_i (1/D) ‖z1_i − z2_i‖²  (Gaussian precision 2λ/D per coordinate).
     ``reduction="sum"``: alignment = −(λ/2) (1/B) Σ_i ‖z1_i − z2_i‖²  (precision λ).
     """
@@ -70,7 +70,7 @@ class PlaneModel(LatentModel):
 class SphereModel(LatentModel):
     """von Mises–Fisher conditional on the unit sphere, p(z2 | z1) ∝ exp(λ z1·z2) (App. A.6.1).
 
-    ``embed`` L2-normalises; alignment = λ (1/B) Σ_i z1_i · z2_i (images.md §1.2).
+    ``embed`` L2-normalises; alignment = λ (1/B) Σ_i z1_i · z2_i (the authors' code).
     """
 
     name = "sphere"
@@ -149,7 +149,7 @@ class CategoricalModel(LatentModel):
         self.temperature = categorical_temperature(self.p, self.n)
 
     def set_temperature(self, temperature: float) -> None:
-        """Set T directly (annealing: T ← T − (4/E)(T − T_end) per epoch, images.md §2)."""
+        """Set T directly (annealing: T ← T − (4/E)(T − T_end) per epoch, the authors' code)."""
         self.temperature = float(temperature)
         self.p = categorical_same_probability(self.temperature, self.n)
 
@@ -161,7 +161,7 @@ class CategoricalModel(LatentModel):
 
 
 class PredictiveGaussianModel(LatentModel):
-    """Gaussian predictive model: p(z_t | past) = N(ẑ_t, Σ_t) (paper §6–7; predictive.md §3.5, §4.2).
+    """Gaussian predictive model: p(z_t | past) = N(ẑ_t, Σ_t) (paper §6–7; the authors' code).
 
     :meth:`log_likelihood` returns −Σ_t mean_batch CE(z_t | ẑ_t, Σ_t) (no 2π constant),
     summed over the time axis (dim 1) when inputs are (B, T, d), averaged over the batch.

@@ -14,7 +14,7 @@ LDM objective (continuous latent spaces):
 
 For LogDet, the joint entropy uses the 2D × 2D covariance of the concatenated vector by
 default (paper Eq. 9); ``joint_cov="pooled"`` is the official code's batch-stacked
-covariance (images.md §7 item 1).
+covariance (the authors' code).
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ class LDMObjective(Objective):
 
 
 class CategoricalObjective(Objective):
-    """Categorical LDM of App. A.8 (images.md §2); inputs are softmax outputs s1, s2 (B, n).
+    """Categorical LDM of App. A.8 (the authors' code); inputs are softmax outputs s1, s2 (B, n).
 
     mode ``"exact"`` (DM, mi=False): loss = −I − T · Ĥ(c1, c2) (plug-in joint entropy);
     ``"approx"`` (DM+MI, mi=True): loss = −I − T · m · Ĥ(c̄) (pooled marginal, m = 2);
@@ -318,7 +318,7 @@ class CategoricalObjective(Objective):
 
 
 class PredictiveObjective(Objective):
-    """Predictive LDM losses of the Kalman / LSTM models (predictive.md §3.5, §4.2).
+    """Predictive LDM losses of the Kalman / LSTM models (the authors' code).
 
     Call as ``obj(z, mean, cov=..., var=..., z_entropy=None)``:
     z (B, T, d) or (B, d) encodings paired with predictions ``mean`` of the same shape
@@ -439,7 +439,7 @@ def vicreg_loss(
     invariance = MSE(z1, z2) (mean over B·D); variance = Σ_views mean_d relu(1 − √(Var_d + eps))
     (unbiased); covariance = Σ_views Σ_{i≠j} Cov_ij² / D (``cov_mode="per_view"``), or one
     term Σ_{i≠j} Cov([z1; z2])_ij² / D of the 2B batch-stacked samples with pooled mean
-    (``"pooled"``, the authors' no-MI ``vicreg2``, images.md §1.1).
+    (``"pooled"``, the authors' no-MI ``vicreg2``, the authors' code).
     """
     b, d = z1.shape
     inv = F.mse_loss(z1, z2)

@@ -291,7 +291,7 @@ def build_objective(config: Mapping[str, Any]) -> Objective:
 
 
 # ======================================================================================
-# Paper Table A1 (images.md §1.4, §6) and the predictive / categorical losses
+# Paper Table A1 (the authors' code) and the predictive / categorical losses
 # ======================================================================================
 _SPHERE_LOGDET_OFFICIAL = {"logdet": "taylor", "taylor_power": 4, "scaling": "official",
                            "jitter_all_entries": True}
@@ -337,12 +337,12 @@ TABLE_A1: list[dict[str, Any]] = [
                 **_SPHERE_LOGDET_OFFICIAL},
      "paper": {"space": "sphere", "estimator": "logdet", "mi": True, "logdet": "taylor", "taylor_power": 2}},
     # No code for this row in the official snapshot; β, K and the MI setting are unknown
-    # (images.md §1.3).  Assumption: J_LDM (mi=false), β = 5.
+    # (the authors' code).  Assumption: J_LDM (mi=false), β = 5.
     {"row": "Simplex Contr.", "mi": None,
      "config": {"space": "simplex", "estimator": "kde", "mi": False, "beta": 5.0}},
 ]
 
-#: Predictive losses named in predictive.md §3.5 / §4.2.
+#: Predictive losses named in the authors' code
 PREDICTIVE_LOSSES: dict[str, dict[str, Any]] = {
     # Kalman `regular`: predictive stopgrad, Σ_t mean_b CE(sg z_t | ẑ_t, S_z + Σ_D), no jitter
     "kalman_regular": {"space": "predictive", "estimator": "stopgrad", "cov_jitter": 0.0},
@@ -357,7 +357,7 @@ PREDICTIVE_LOSSES: dict[str, dict[str, Any]] = {
     "lstm_kde": {"space": "predictive", "estimator": "kde", "kde_bandwidth": "mean_std", "entropy_weight": "seq_len"},
 }
 
-#: App. A.8 MNIST runs (images.md §2); p is the start value (annealed to 0.992 except the constant run).
+#: App. A.8 MNIST runs (the authors' code); p is the start value (annealed to 0.992 except the constant run).
 CATEGORICAL_RUNS: dict[str, dict[str, Any]] = {
     "dm": {"space": "categorical", "mi": False, "p": 0.8},
     "dm_mi": {"space": "categorical", "mi": True, "p": 0.8, "multiplier": 2.0},

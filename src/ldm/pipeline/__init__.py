@@ -1,0 +1,1 @@
+"""The pipeline layer: stages, config, rules helpers, tracking, DVC, files."""

@@ -99,6 +99,9 @@ def stage_name(job: DagJob) -> str:
 def dvc_spec(configfile: Path, root: Path | None = None) -> dict[str, Any]:
     """The dvc.yaml content for the DAG of ``configfile``."""
     root = (root or repo_root()).resolve()
+    raw = yaml.safe_load((root / configfile).read_text()) or {}
+    schemas = sorted(str(p.relative_to(root)) for p in [root / "workflow/schemas/config.schema.yaml",
+                                                          *root.glob("src/ldm/experiments/*/config.schema.yaml")])
     stages: dict[str, Any] = {}
     metrics: list[str] = []
     plots: list[str] = []
@@ -108,10 +111,13 @@ def dvc_spec(configfile: Path, root: Path | None = None) -> dict[str, Any]:
                 f"snakemake --configfile {configfile} --cores all --allowed-rules {job.rule} -- "
                 + " ".join(job.outputs)
             ),
-            "deps": sorted({*job.inputs, job.rule_file}),
+            "deps": sorted({*job.inputs, job.rule_file, *(schemas if job.params else [])}),
         }
-        if job.params:
-            stage["params"] = [{str(configfile): list(job.params)}]
+        # DVC reads params from the profile file; a key the profile leaves to its default (schema or
+        # code) is covered by those files being deps instead
+        params = [k for k in job.params if _has_key(raw, k)]
+        if params:
+            stage["params"] = [{str(configfile): params}]
         stage["outs"] = list(job.outputs)
         stages[stage_name(job)] = stage
         metrics += [o for o in job.outputs if o.endswith("metrics.json")]
@@ -122,6 +128,14 @@ def dvc_spec(configfile: Path, root: Path | None = None) -> dict[str, Any]:
     if plots:
         spec["plots"] = [{p: {"x": "epoch", "y": _plot_columns(), "template": "linear"}} for p in sorted(plots)]
     return spec
+
+
+def _has_key(data: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
 
 
 def _plot_columns() -> list[str]:

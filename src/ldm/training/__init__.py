@@ -1,0 +1,1 @@
+"""Training: the resumable loop, checkpoints, optimisers, the device layer."""

@@ -1,5 +1,5 @@
 """Optimisers and learning-rate schedules of the predictive models ("the predictor on a faster
-timescale": per-module Adam parameter groups, predictive.md §3.7)."""
+timescale": per-module Adam parameter groups, the authors' code)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ldm.models.kalman_defaults import DEFAULTS, deep_merge
 
 
 def build_optimizer(model: torch.nn.Module, optim_cfg: Mapping[str, Any]) -> torch.optim.Adam:
-    """Adam with parameter groups: lr_group = lr * batch_size / 256 * multiplier (predictive.md §3.7)."""
+    """Adam with parameter groups: lr_group = lr * batch_size / 256 * multiplier (the authors' code)."""
     cfg = deep_merge(DEFAULTS["optim"], optim_cfg)
     scale = float(cfg["batch_size"]) / float(cfg["lr_scale_batch"])
     base = float(cfg["lr"]) * scale

@@ -1,0 +1,1 @@
+"""Experiment `ica` (paper Fig. 2)."""

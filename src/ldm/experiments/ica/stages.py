@@ -16,7 +16,7 @@ from ldm.pipeline.stages import Job, stage
 EXPERIMENT = "ica"
 
 #: What the paper reports for Fig. 2 (figures only, no numbers) and the official code's re-run
-#: (predictive.md §6), shown beside ours in tables/paper_comparison.csv.
+#: (the authors' code), shown beside ours in tables/paper_comparison.csv.
 PAPER = {
     "images/min_abs_corr": (0.985, "official code re-run (paper Fig. 2 shows images only)"),
     "ou/min_abs_corr": (1.0, "official code re-run (paper Fig. 2 shows paths only)"),

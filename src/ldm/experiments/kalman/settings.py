@@ -71,3 +71,14 @@ def summary(config: Mapping[str, Any], wc: Mapping[str, str]) -> dict[str, Any]:
     """Settings of the summarize job: the profile name, the runs and seeds it aggregates."""
     section = config["kalman"]
     return {"profile": config["profile"], "runs": sorted(section["runs"]), "seeds": list(section["seeds"])}
+
+
+def runs_and_seeds(config: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(run, seed) pairs of the experiment: every run of ``kalman.runs`` × ``kalman.seeds`` ([] without a section)."""
+    section = config.get("kalman") or {}
+    return [(run, seed) for run in section.get("runs", {}) for seed in section.get("seeds", [1])]
+
+
+def videos_of(config: Mapping[str, Any], split: str) -> Any:
+    """Input function: the ``split`` videos of the data set a run trains on."""
+    return lambda wc: f"data/kalman/{config['kalman']['runs'][wc.run]['dataset']}/{split}.npz"

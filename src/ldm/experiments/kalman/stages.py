@@ -20,7 +20,7 @@ from ldm.pipeline.stages import Job, stage
 
 EXPERIMENT = "kalman"
 
-#: The paper's numbers (predictive.md §5; Fig. 4 / A3 / A4 R² of position from the filtered state),
+#: The paper's numbers (the authors' code; Fig. 4 / A3 / A4 R² of position from the filtered state),
 #: shown beside ours in tables/paper_comparison.csv and the report.
 PAPER = {
     "figure8_knn/r2_heldout_mean": (0.991, "paper Fig. 4B (notebook R², kNN / CPC)"),
