@@ -42,25 +42,12 @@ DEFAULTS: dict[str, Any] = {
         "noise_probe_lr": 0.5,
         "max_steps": None,  # stop early (smoke profile)
     },
-}
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Recursively merge ``override`` into a copy of ``base``."""
-    out = copy.deepcopy(dict(base))
-    for k, v in (override or {}).items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-DEFAULTS.update({
     "fresh_noise": True,  # redraw pixel noise every epoch (the official training loader does)
     "grad_cos_every": 50,  # Fig. 4D: gradient cosine every N steps
     "eval_train_subset": 64,  # per-epoch held-out R^2 proxy: OLS on this many training sequences
     "eval_batch": 256,
     "paper_probe_video": 2,  # the notebook's single test video
-})
+}
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
