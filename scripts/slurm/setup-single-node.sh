@@ -140,7 +140,7 @@ MpiDefault=none
 MailProg=/bin/true
 # Containers without systemd cannot delegate cgroups reliably: track processes through /proc.
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
 ReturnToService=2
 SlurmctldPidFile=/run/slurm/slurmctld.pid
 SlurmdPidFile=/run/slurm/slurmd.pid
@@ -158,7 +158,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageEnforce=associations
 JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=30
+JobAcctGatherFrequency=5
 JobCompType=jobcomp/none
 # Keep sbatch --comment (the executor puts the rule and wildcards there) for sacct -o Comment.
 AccountingStoreFlags=job_comment
@@ -169,7 +169,7 @@ EOF
 
 cat >/etc/slurm/cgroup.conf.new <<EOF
 # Written by scripts/slurm/setup-single-node.sh. Not used by slurm.conf above (proctrack/linuxproc,
-# task/none); a host with systemd-delegated cgroups can switch to proctrack/cgroup + task/cgroup.
+# task/affinity); a host with systemd-delegated cgroups can switch to proctrack/cgroup + task/cgroup.
 CgroupPlugin=autodetect
 ConstrainCores=yes
 ConstrainRAMSpace=yes
