@@ -15,13 +15,24 @@ import pytest
 
 from conftest import copy_repo, run
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("sbatch") is None,
-        reason="sbatch is not on PATH: no SLURM cluster here (scripts/slurm/setup-single-node.sh sets one up)",
-    ),
-]
+def _cluster_down_reason() -> str | None:
+    """Why the SLURM test cannot run here (None when a cluster answers with a usable node)."""
+    if shutil.which("sbatch") is None:
+        return "sbatch is not on PATH: no SLURM cluster here (scripts/slurm/setup-single-node.sh sets one up)"
+    try:
+        nodes = subprocess.run(["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, timeout=20)
+        acct = subprocess.run(["sacct", "--noheader", "-X", "-n"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"SLURM is installed but does not answer ({err}); start it with scripts/slurm/setup-single-node.sh"
+    if nodes.returncode != 0 or not any(s.strip().rstrip("*") in ("idle", "mix", "alloc") for s in nodes.stdout.split()):
+        return f"SLURM is installed but no node is up (sinfo: {(nodes.stdout + nodes.stderr).strip()[:200]!r}); start it with scripts/slurm/setup-single-node.sh"
+    if acct.returncode != 0:
+        return f"SLURM accounting does not answer (sacct: {acct.stderr.strip()[:200]!r}); the executor needs it"
+    return None
+
+
+_DOWN = _cluster_down_reason()
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_DOWN is not None, reason=_DOWN or "")]
 
 # Whole run, SLURM queueing included; the executor ignores SIGTERM, so the run is KILLed at the limit.
 LIMIT_S = 1500
