@@ -137,3 +137,12 @@ def test_unpinned_files_are_never_downloaded_or_trusted(server: LocalServer, tmp
     with pytest.raises(DatasetError, match="cannot be verified"):
         verify_file(tmp_path / "blob.bin", spec)
     assert not server.requests
+
+
+def test_source_summary_for_metrics(tmp_path: Path) -> None:
+    from ldm.data.artifacts import source_summary
+
+    datasets.prepare("mnist", {"standin": True}, tmp_path / "mnist")
+    summary = source_summary(tmp_path / "mnist")
+    assert summary["data.mnist.source"] == "stand-in"
+    assert summary["data.mnist.description"].startswith("STAND-IN (not MNIST)")

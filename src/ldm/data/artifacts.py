@@ -103,3 +103,12 @@ def read_meta(out_dir: str | os.PathLike) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: {Path(out_dir)} is not a finished prepared dataset")
     return json.loads(path.read_text())
+
+
+def source_summary(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Flat keys an experiment copies into its ``metrics.json`` so that every number says which data
+    produced it: ``data.<name>.source`` ("real" | "stand-in") and ``data.<name>.description``."""
+    meta = read_meta(out_dir)
+    name = meta.get("name", Path(out_dir).name)
+    key = f"data.{name}" + (f".{meta['epoch']}" if meta.get("epoch") else "")
+    return {f"{key}.source": meta["source"], f"{key}.description": meta["description"]}
