@@ -55,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         _setup_logging(args.log)
         try:
             run_stage(Job.from_json(name, args.job))
-        except Exception:
-            logging.getLogger("ldm").exception(f"{name} failed")
+        except Exception as err:
+            log = logging.getLogger("ldm")
+            if type(err).__module__.startswith("ldm."):
+                # the project's own errors say what is wrong and what to do: the message, no traceback
+                log.error(f"{name} failed: {err}")
+            else:
+                log.exception(f"{name} failed")
             return 1
         return 0
     if args.command == "validate":
