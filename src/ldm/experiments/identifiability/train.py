@@ -1,0 +1,402 @@
+"""Training and evaluation of the identifiability experiment: predictive LDM with an MLP encoder and an
+LSTM predictor on the wobbly system (paper Sec. 7.1, Fig. 5, A6, A7; predictive.md §4, §5.2, §5.5).
+
+    model = encoder (MLP, per frame) → z_t;  LSTM(10) + head 10→20→20→d → p_t ≈ z_{t+1};  probe z_t → state
+    loss  = one of knn | stopgrad | logdet | kde  (:mod:`ldm.predictive_losses`)  + online probe MSE
+
+Optimisation (predictive.md §4.3, §4.4): one Adam with parameter groups — every learning rate is scaled
+by batch_size/256, then the encoder ×``multipliers.encoder``, the LSTM ×``multipliers.rnn`` and the head
+×``multipliers.head`` ("predictor on a faster timescale"); the probe has its own lr (×batch/256). Per-epoch
+schedules: ``linear`` (factor 1 → min_lr/lr) and ``warmup_cosine`` (linear warm-up from warmup_start_lr over
+warmup_epochs, then cosine to min_lr; both absolute and the same for every group). :data:`LOSS_PRESETS`
+holds the four official configs; :func:`resolve_config` merges DEFAULTS ← preset ← overrides.
+
+Training runs through the shared resumable loop (:func:`ldm.training.fit`): a killed run resumes from its
+last epoch checkpoint and ends with identical metrics (CPU); a non-finite loss raises
+``NonFiniteLossError`` naming the step and the term.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ldm.checkpoint import atomic_torch_save
+from ldm.data.wobbly import config_from_meta, grid_states, load_split, render
+from ldm.evaluation.identifiability import (
+    affine_r2, identifiability_r2, notebook_r2, orientation_consistency, pca_fit, pca_transform,
+)
+from ldm.models.lstm_predictor import LSTMPredictor
+from ldm.models.mlp_encoder import build_encoder
+from ldm.probes import r2_score
+from ldm.predictive_losses import LOSS_DEFAULTS, LOSSES, build_objective, predictive_loss
+from ldm.training import discard_stale_checkpoint, fit
+
+#: Defaults = the official knn/kde/logdet config with the paper's encoder (10 × 200).
+DEFAULTS: dict[str, Any] = {
+    "loss": "knn",
+    "model": {
+        "state_dim": 2,  # latent dimension d (Fig. A7: > 2)
+        "encoder": {"preset": "paper", "hidden_layers": None, "hidden_dim": None},
+        "rnn_hidden": 10,
+        "head_hidden": [20, 20],
+    },
+    "loss_settings": copy.deepcopy(LOSS_DEFAULTS),
+    "optim": {
+        "batch_size": 128,
+        "lr": 0.002,
+        "weight_decay": 1e-6,
+        "epochs": 300,
+        "lr_scale_batch": 256,
+        "multipliers": {"encoder": 1.0, "rnn": 30.0, "head": 30.0},
+        "probe_lr": 0.5,
+        "scheduler": "linear",  # linear | warmup_cosine | none
+        "min_lr": 0.0009,  # before batch scaling; linear: final factor min_lr/lr
+        "warmup_epochs": 10,
+        "warmup_start_lr": 0.0,
+        "max_steps": None,
+    },
+    "n_train": None,  # use the first n training sequences (None: all)
+    "eval": {"every": 1, "train_subset": 256, "max_fit_frames": 200_000, "grid_n": 50, "grid_lim": 2.0,
+             "notebook_video": 0, "batch": 512},
+    "threads": 1,
+    "device": "cpu",  # cpu | cuda | auto
+    "progress": True,
+}
+
+#: The four official wobbly configs (predictive.md §4.4; lr values before the batch/256 scaling).
+LOSS_PRESETS: dict[str, dict[str, Any]] = {
+    "knn": {"optim": {"lr": 0.002, "multipliers": {"encoder": 1.0, "rnn": 30.0, "head": 30.0},
+                      "scheduler": "linear", "min_lr": 0.0009, "epochs": 300}},
+    "kde": {"optim": {"lr": 0.002, "multipliers": {"encoder": 1.0, "rnn": 30.0, "head": 30.0},
+                      "scheduler": "linear", "min_lr": 0.0009, "epochs": 300}},
+    "logdet": {"optim": {"lr": 0.002, "multipliers": {"encoder": 1.0, "rnn": 30.0, "head": 30.0},
+                         "scheduler": "linear", "min_lr": 0.0009, "epochs": 300}},
+    "stopgrad": {"optim": {"lr": 0.0025, "multipliers": {"encoder": 2.0, "rnn": 20.0, "head": 30.0},
+                           "scheduler": "warmup_cosine", "min_lr": 5e-5, "warmup_epochs": 10,
+                           "warmup_start_lr": 0.0, "epochs": 20}},
+}
+
+
+def deep_merge(base: Mapping[str, Any], over: Optional[Mapping[str, Any]], path: str = "") -> dict[str, Any]:
+    """Recursive merge; keys not in ``base`` raise an error naming them (``loss_settings`` is checked by the
+    loss builder)."""
+    out = copy.deepcopy(dict(base))
+    for k, v in (over or {}).items():
+        if k not in out:
+            raise KeyError(f"identifiability: unknown config key {path + k!r}; known: {sorted(out)}")
+        if isinstance(out[k], Mapping) and isinstance(v, Mapping):
+            out[k] = deep_merge(out[k], v, f"{path}{k}.")
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def resolve_config(overrides: Optional[Mapping[str, Any]] = None, seed: int = 1) -> dict[str, Any]:
+    """Run config: DEFAULTS ← LOSS_PRESETS[loss] ← overrides, plus ``seed``."""
+    over = dict(overrides or {})
+    loss = over.get("loss", DEFAULTS["loss"])
+    if loss not in LOSSES:
+        raise ValueError(f"identifiability: loss must be one of {list(LOSSES)}, got {loss!r}")
+    cfg = deep_merge(deep_merge(DEFAULTS, LOSS_PRESETS[loss]), over)
+    if cfg["optim"]["scheduler"] not in ("linear", "warmup_cosine", "none"):
+        raise ValueError(f"identifiability: optim.scheduler must be linear | warmup_cosine | none, "
+                         f"got {cfg['optim']['scheduler']!r}")
+    cfg["seed"] = int(seed)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------------
+
+
+class PredictiveLDM(nn.Module):
+    """Encoder + LSTM predictor + online linear probe (detached z → true state; never shapes z)."""
+
+    def __init__(self, model_cfg: Mapping[str, Any], input_dim: int, target_dim: int, seed: int) -> None:
+        super().__init__()
+        d = int(model_cfg["state_dim"])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            self.encoder = build_encoder(model_cfg.get("encoder") or {}, input_dim, d)
+            self.predictor = LSTMPredictor(d, int(model_cfg["rnn_hidden"]), list(model_cfg["head_hidden"]))
+            self.probe = nn.Linear(d, target_dim)
+
+    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """frames [B, T, P] → (z [B, T, d], predictions p [B, T, d], p_t ≈ z_{t+1})."""
+        z = self.encoder(frames)
+        pred, _ = self.predictor(z)
+        return z, pred
+
+
+def build_optimizer(model: PredictiveLDM, optim: Mapping[str, Any]) -> torch.optim.Adam:
+    """Adam with groups encoder / rnn / head / probe; lr_g = lr · B/256 · multiplier_g (probe: probe_lr · B/256)."""
+    scale = float(optim["batch_size"]) / float(optim["lr_scale_batch"])
+    base = float(optim["lr"]) * scale
+    m = optim["multipliers"]
+    groups = [
+        {"name": "encoder", "params": list(model.encoder.parameters()), "lr": base * float(m["encoder"])},
+        {"name": "rnn", "params": list(model.predictor.rnn.parameters()), "lr": base * float(m["rnn"])},
+        {"name": "head", "params": list(model.predictor.head.parameters()), "lr": base * float(m["head"])},
+        {"name": "probe", "params": list(model.probe.parameters()), "lr": float(optim["probe_lr"]) * scale},
+    ]
+    return torch.optim.Adam(groups, betas=(0.9, 0.999), weight_decay=float(optim["weight_decay"]))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: Mapping[str, Any]) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-epoch schedule (see module doc). Absolute lrs (min_lr, warmup_start_lr) are scaled by B/256."""
+    E = int(optim["epochs"])
+    kind = optim["scheduler"]
+    scale = float(optim["batch_size"]) / float(optim["lr_scale_batch"])
+    if kind == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
+    if kind == "linear":
+        end = float(optim["min_lr"]) / float(optim["lr"])
+
+        def lin(e: int) -> float:
+            return 1.0 + (end - 1.0) * min(e, E) / max(E, 1)
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lin)
+    W = int(optim["warmup_epochs"])
+    lo, start = float(optim["min_lr"]) * scale, float(optim["warmup_start_lr"]) * scale
+
+    def make(base: float) -> Callable[[int], float]:
+        def f(e: int) -> float:
+            if e < W:
+                lr = start + e * (base - start) / max(1, W - 1)
+            else:
+                lr = lo + 0.5 * (base - lo) * (1.0 + math.cos(math.pi * (e - W) / max(1, E - W)))
+            return lr / base if base > 0 else 0.0
+        return f
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [make(g["lr"]) for g in optimizer.param_groups])
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu`` | ``cuda`` | ``auto`` (CUDA if available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"identifiability: device must be cpu | cuda | auto, got {name!r}")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def encode(model: PredictiveLDM, frames: np.ndarray | Tensor, batch: int = 512) -> np.ndarray:
+    """Encoder output for frames [..., P] (any leading dims), in chunks of ``batch`` × T frames."""
+    model.eval()
+    x = torch.as_tensor(frames)
+    dev = next(model.parameters()).device
+    flat = x.reshape(-1, x.shape[-1])
+    step = batch * (x.shape[1] if x.dim() == 3 else 1)
+    out = [model.encoder(flat[i:i + step].to(dev)).cpu() for i in range(0, flat.shape[0], step)]
+    return torch.cat(out).reshape(*x.shape[:-1], -1).numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------------
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch) * 7919 + 29)
+
+
+def _load_data(data_dir: Path, n_train: Optional[int]) -> tuple[dict, dict, dict]:
+    train, meta = load_split(data_dir / "train.npz")
+    test, _ = load_split(data_dir / "test.npz")
+    if n_train is not None:
+        if int(n_train) > train["frames"].shape[0]:
+            raise ValueError(f"identifiability: n_train={n_train} > {train['frames'].shape[0]} sequences in "
+                             f"{data_dir / 'train.npz'}")
+        train = {k: v[:int(n_train)] for k, v in train.items()}
+    return train, test, meta
+
+
+def train(cfg: Mapping[str, Any], data_dir: Path | str, out_dir: Path | str,
+          on_epoch: Optional[Callable[[int, Mapping[str, float]], None]] = None) -> dict[str, Any]:
+    """Train one run (config from :func:`resolve_config`) on ``data_dir/{train,test}.npz``.
+
+    Writes ``out_dir/checkpoints/last.pt`` every epoch (resumed automatically; a checkpoint of other
+    settings is moved aside), and at the end ``model.pt`` (weights + config), ``history.json`` and
+    ``train_metrics.json``. ``on_epoch(epoch, metrics)`` is called after each epoch's checkpoint (MLflow).
+    """
+    cfg = dict(cfg)
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(int(cfg.get("threads", 1)))
+    device = resolve_device(str(cfg.get("device", "cpu")))
+    seed = int(cfg["seed"])
+    optim = cfg["optim"]
+    ev = cfg["eval"]
+    tr, te, _ = _load_data(data_dir, cfg.get("n_train"))
+    frames = torch.from_numpy(tr["frames"])
+    N, T, P = frames.shape
+    B = int(optim["batch_size"])
+    if N < B:
+        raise ValueError(f"identifiability: {N} training sequences < optim.batch_size {B}")
+    model = PredictiveLDM(cfg["model"], P, tr["state"].shape[-1], seed).to(device)
+    optimizer = build_optimizer(model, optim)
+    scheduler = build_scheduler(optimizer, optim)
+    objective = build_objective(cfg["loss"], B, cfg.get("loss_settings"))
+    state_t = torch.from_numpy(tr["state"])
+    n_sub = min(int(ev["train_subset"]), N)
+    every = max(1, int(ev.get("every", 1)))
+    vid = min(int(ev["notebook_video"]), te["frames"].shape[0] - 1)
+    torch.manual_seed(seed)  # the kNN subset draws (global RNG; restored from checkpoints on resume)
+
+    def batches(epoch: int) -> Iterable[tuple[Tensor, Tensor]]:
+        perm = torch.randperm(N, generator=_epoch_generator(seed, epoch))
+        for i in range(N // B):
+            idx = perm[i * B:(i + 1) * B]
+            yield frames[idx].to(device), state_t[idx].to(device)
+
+    def step_fn(batch: tuple[Tensor, Tensor], step: int):
+        x, s = batch
+        z, pred = model(x)
+        loss, terms = predictive_loss(objective, z, pred)
+        probe = ((model.probe(z.detach()) - s) ** 2).mean()
+        terms["probe_mse"] = probe.detach()
+        return loss + probe, terms, {}
+
+    def end_epoch(epoch: int, step: int, history: Mapping[str, Any]) -> dict[str, float]:
+        if (epoch + 1) % every and epoch + 1 != int(optim["epochs"]):
+            return {}
+        z_tr = encode(model, tr["frames"][:n_sub], int(ev["batch"]))
+        z_te = encode(model, te["frames"], int(ev["batch"]))
+        r = identifiability_r2(z_tr, tr["state"][:n_sub], tr["clamped"][:n_sub], z_te, te["state"], te["clamped"])
+        W = model.probe.weight.detach().cpu().numpy()
+        b = model.probe.bias.detach().cpu().numpy()
+        return {"test/r2_all_subsetfit": r["r2_all"], "test/r2_unclamped_subsetfit": r["r2_unclamped"],
+                "test/r2_notebook": notebook_r2(W, b, z_te[vid], te["state"][vid])}
+
+    resume_key = {k: v for k, v in cfg.items() if k not in ("progress", "threads", "device")}
+    discard_stale_checkpoint(out_dir / "checkpoints", resume_key)
+    t0 = time.perf_counter()
+    history = fit(model=model, optimizer=optimizer, scheduler=scheduler, epochs=int(optim["epochs"]),
+                  batches=batches, step_fn=step_fn, ckpt_dir=out_dir / "checkpoints", end_epoch=end_epoch,
+                  on_epoch=on_epoch, max_steps=optim.get("max_steps"), extra={"config": cfg},
+                  resume_key=resume_key, progress=bool(cfg.get("progress", True)),
+                  desc=f"{cfg['loss']} s{seed}")
+    wall = time.perf_counter() - t0
+    final = dict(history["epochs"][-1]) if history["epochs"] else {}
+    summary = {"loss": cfg["loss"], "seed": seed, "steps": final.get("step", 0), "epochs": len(history["epochs"]),
+               "wall_time_this_call_s": wall,
+               "train_time_total_s": float(sum(e.get("epoch_time_s", 0.0) for e in history["epochs"])),
+               "final": final}
+    atomic_torch_save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "config": cfg},
+                      out_dir / "model.pt")
+    _write_json(out_dir / "history.json", {"epochs": history["epochs"]})
+    _write_json(out_dir / "train_metrics.json", summary)
+    return summary
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from ldm.io import write_json
+
+    write_json(path, obj)
+
+
+def load_model(run_dir: Path | str, input_dim: int, target_dim: int) -> tuple[PredictiveLDM, dict[str, Any]]:
+    """The trained model of ``run_dir/model.pt`` (on CPU) and its config."""
+    path = Path(run_dir) / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"identifiability: no trained model at {path} (run train first)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = state["config"]
+    model = PredictiveLDM(cfg["model"], input_dim, target_dim, int(cfg["seed"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, cfg
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+def _grid_2d(enc: np.ndarray, W: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """2-D coordinates of grid encodings for the orientation metric: the encodings themselves if d = 2,
+    else their affine decoding into the first two state coordinates."""
+    if enc.shape[-1] == 2:
+        return enc
+    return (enc @ W + c)[..., :2]
+
+
+def evaluate(run_dir: Path | str, data_dir: Path | str) -> dict[str, Any]:
+    """Held-out identifiability numbers of a trained run and its baselines; writes ``eval.json`` and
+    ``latents.npz`` (grid encodings before/after, a test video's latents) in ``run_dir``.
+
+    Rows: the learned encoder; the same encoder at random init (same seed); raw pixels (OLS on all P
+    pixels — supervised, a ceiling rather than a baseline: the swirl is linear in the image); PCA of the
+    pixels to d components (unsupervised, the same dimension as the latent). Each: ``r2_all``,
+    ``r2_unclamped``; the learned one also the notebook-style R² and the orientation consistency of the
+    Fig. 5C grid map before/after learning.
+    """
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=False)["config"]
+    torch.set_num_threads(int(saved.get("threads", 1)))
+    tr, te, meta = _load_data(data_dir, saved.get("n_train"))
+    P, k = tr["frames"].shape[-1], tr["state"].shape[-1]
+    model, cfg = load_model(run_dir, P, k)
+    ev = cfg["eval"]
+    mx = int(ev["max_fit_frames"])
+    rand = PredictiveLDM(cfg["model"], P, k, int(cfg["seed"])).eval()
+    out: dict[str, Any] = {"loss": cfg["loss"], "seed": int(cfg["seed"]), "state_dim": int(cfg["model"]["state_dim"]),
+                           "encoder_layers": model.encoder.hidden_layers, "encoder_width": model.encoder.hidden_dim,
+                           "n_train_sequences": int(tr["frames"].shape[0]), "n_test_sequences": int(te["frames"].shape[0]),
+                           "clamped_fraction_train": float(tr["clamped"].mean()),
+                           "clamped_fraction_test": float(te["clamped"].mean())}
+    bs = int(ev["batch"])
+    z_tr, z_te = encode(model, tr["frames"], bs), encode(model, te["frames"], bs)
+    r_tr, r_te = encode(rand, tr["frames"], bs), encode(rand, te["frames"], bs)
+    args = (tr["state"], tr["clamped"])
+    learned = identifiability_r2(z_tr, *args, z_te, te["state"], te["clamped"], max_train_frames=mx)
+    random_init = identifiability_r2(r_tr, *args, r_te, te["state"], te["clamped"], max_train_frames=mx)
+    pixels = identifiability_r2(tr["frames"], *args, te["frames"], te["state"], te["clamped"], max_train_frames=mx)
+    d = int(cfg["model"]["state_dim"])
+    mu, axes = pca_fit(tr["frames"], d)
+    pca = identifiability_r2(pca_transform(tr["frames"], mu, axes), *args, pca_transform(te["frames"], mu, axes),
+                             te["state"], te["clamped"], max_train_frames=mx)
+    for name, r in (("learned", learned), ("random_init", random_init), ("raw_pixels", pixels), ("pca", pca)):
+        out[f"{name}/r2_all"] = r["r2_all"]
+        out[f"{name}/r2_unclamped"] = r["r2_unclamped"]
+    out["learned/r2_unclamped_fit_all"] = learned["r2_unclamped_fit_all"]
+    vid = min(int(ev["notebook_video"]), te["frames"].shape[0] - 1)
+    out["learned/r2_notebook"] = notebook_r2(model.probe.weight.detach().numpy(), model.probe.bias.detach().numpy(),
+                                             z_te[vid], te["state"][vid])
+    # Fig. 5C: a grid of positions rendered noise-free, encoded before (random init) and after learning
+    dcfg = config_from_meta(meta)
+    grid = grid_states(int(ev["grid_n"]), float(ev["grid_lim"]), dcfg.state_dim)
+    gframes = render(grid, dcfg, int(meta["seed"]))
+    g_after, g_before = encode(model, gframes, bs), encode(rand, gframes, bs)
+    fit_after = affine_r2(z_tr, tr["state"], z_te, te["state"], ~tr["clamped"], ~te["clamped"], mx)
+    fit_before = affine_r2(r_tr, tr["state"], r_te, te["state"], ~tr["clamped"], ~te["clamped"], mx)
+    for name, g, f in (("after", g_after, fit_after), ("before", g_before, fit_before)):
+        oc = orientation_consistency(_grid_2d(g, f["W"], f["c"]))
+        out[f"grid_{name}/orientation_consistency"] = oc["orientation_consistency"]
+        out[f"grid_{name}/fold_fraction"] = oc["fold_fraction"]
+        out[f"grid_{name}/degenerate_fraction"] = oc["degenerate_fraction"]
+        # R² of the grid positions from the grid encodings (affine map fitted on the training data)
+        gp = (g @ f["W"] + f["c"]).reshape(-1, k)
+        out[f"grid_{name}/r2"] = r2_score(grid.reshape(-1, k), gp)
+    tm = run_dir / "train_metrics.json"
+    if tm.is_file():
+        out["train_time_s"] = json.loads(tm.read_text()).get("train_time_total_s")
+    from ldm.io import save_npz
+
+    save_npz(run_dir / "latents.npz", grid=grid, grid_after=g_after, grid_before=g_before,
+             z_test=z_te[:4], state_test=te["state"][:4], clamped_test=te["clamped"][:4],
+             frames_test=te["frames"][:1], W_after=fit_after["W"], c_after=fit_after["c"],
+             W_before=fit_before["W"], c_before=fit_before["c"])
+    _write_json(run_dir / "eval.json", out)
+    return out

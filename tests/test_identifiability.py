@@ -1,0 +1,494 @@
+"""The identifiability experiment's library: wobbly generator, MLP encoder + LSTM predictor, the four
+predictive losses, affine-R² / unfolding metrics, resumable training, figures (paper Sec. 7.1, Fig. 5)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ldm import entropy_estimators as ee
+from ldm.data import wobbly as w
+from ldm.evaluation import identifiability as ident
+from ldm.experiments.identifiability import figures as figs
+from ldm.experiments.identifiability import train as T
+from ldm.models.lstm_predictor import LSTMPredictor
+from ldm.models.mlp_encoder import ENCODER_PRESETS, MLPEncoder, build_encoder
+from ldm.predictive_losses import LOSSES, build_objective, predictive_loss
+from ldm.training import NonFiniteLossError
+
+
+def tiny_data(**kw) -> w.WobblyConfig:
+    base = dict(seq_len=20, n_train=32, n_test=4)
+    base.update(kw)
+    return w.WobblyConfig(**base)
+
+
+# --------------------------------------------------------------------------------------------------
+# generator
+# --------------------------------------------------------------------------------------------------
+
+
+def test_generator_deterministic_and_splits_independent():
+    a_tr, a_te = w.generate_dataset(tiny_data(), seed=3)
+    b_tr, b_te = w.generate_dataset(tiny_data(), seed=3)
+    for k in a_tr:
+        np.testing.assert_array_equal(a_tr[k], b_tr[k])
+        np.testing.assert_array_equal(a_te[k], b_te[k])
+    c_tr, _ = w.generate_dataset(tiny_data(), seed=4)
+    assert not np.allclose(a_tr["state"], c_tr["state"])
+    # independent child seeds: the test set is not a copy of the first training sequences
+    assert not np.allclose(a_tr["state"][:4, 0], a_te["state"][:, 0])
+    # more training sequences do not change the test set
+    _, d_te = w.generate_dataset(tiny_data(n_train=64), seed=3)
+    np.testing.assert_array_equal(a_te["state"], d_te["state"])
+    assert a_tr["frames"].shape == (32, 20, 100) and a_tr["frames"].dtype == np.float32
+    assert a_tr["state"].shape == (32, 20, 2) and a_tr["clamped"].dtype == bool
+
+
+def test_initial_state_on_unit_circle_and_noise_free_orbit_follows_eq16():
+    tr, _ = w.generate_dataset(tiny_data(process_noise=0.0, seq_len=40, n_train=64), seed=0)
+    s = tr["state"].astype(np.float64)
+    np.testing.assert_allclose(np.linalg.norm(s[:, 0], axis=-1), 1.0, atol=1e-6)
+    # one RK4 step of 0.3 per frame, no noise
+    np.testing.assert_allclose(s[:, 1], w.rk4_step(w.wobbly_field, s[:, 0], 0.3), atol=1e-5)
+    # the vector field is Eq. 16: fine integration follows the closed orbits
+    # r(θ) = 1 + a[sin(k(θ−θ0)) − sin(k(φ0−θ0))], θ(t) = φ0 + t
+    z = w.simulate("wobbly", 64, 2001, 0.003, 0.0, np.random.default_rng(0))
+    a, k, th0 = 0.5, 4.0, -3 * math.pi / 8
+    phi0 = np.arctan2(z[:, 0, 1], z[:, 0, 0])
+    keep = 0.5 - a * np.sin(k * (phi0 - th0)) >= 0.3  # orbits that stay away from the singular origin
+    assert keep.sum() >= 10
+    z = z[keep]
+    th = np.unwrap(np.arctan2(z[..., 1], z[..., 0]), axis=1)
+    np.testing.assert_allclose(th[:, -1] - th[:, 0], 6.0, atol=1e-6)  # dθ/dt = 1
+    r_pred = 1.0 + a * (np.sin(k * (th - th0)) - np.sin(k * (th[:, :1] - th0)))
+    np.testing.assert_allclose(np.linalg.norm(z, axis=-1), r_pred, atol=1e-6)
+
+
+def test_rk4_step_is_fourth_order_taylor_for_linear_fields():
+    J = np.array([[0.0, -1.0], [1.0, 0.0]])
+    z = np.array([[1.0, 0.5]])
+    h = 0.3
+    taylor = sum(np.linalg.matrix_power(J * h, n) / math.factorial(n) for n in range(5))
+    np.testing.assert_allclose(w.rk4_step(lambda s: s @ J.T, z, h), z @ taylor.T, atol=1e-14)
+    np.testing.assert_allclose(w.rk4_step(lambda s: w.rotation_field(s, 1.0), z, h), z @ taylor.T, atol=1e-14)
+
+
+def test_process_noise_variance():
+    rng = np.random.default_rng(0)
+    z = w.simulate("rotation", 20_000, 2, 0.3, 0.1, rng, params={"omega": 0.0})
+    np.testing.assert_allclose(np.var(z[:, 1] - z[:, 0], axis=0), 0.1, rtol=0.05)
+
+
+def test_swirl_matrix_equals_skimage():
+    from skimage.transform import swirl
+
+    M = w.swirl_matrix(10, 10.0, 200.0)
+    rng = np.random.default_rng(1)
+    for img in rng.random((5, 10, 10)):
+        ref = swirl(img, strength=10, radius=200, order=1, mode="reflect")
+        np.testing.assert_allclose(M @ img.ravel(), ref.ravel(), atol=1e-12)
+    np.testing.assert_allclose(M.sum(1), 1.0, atol=1e-12)  # bilinear weights
+
+
+def test_render_and_clamping_flags():
+    cfg = w.WobblyConfig()
+    lo, hi = w.visible_window(10)
+    assert (lo, hi) == pytest.approx((-3.0, 2.4))
+    s = np.array([[0.0, 0.0], [2.39, -2.99], [2.5, 0.0], [0.0, -3.1], [10.0, 10.0]])
+    np.testing.assert_array_equal(w.clamped_mask(s, cfg), [False, False, True, True, True])
+    f = w.render(s, cfg, seed=1)
+    np.testing.assert_allclose(f, (w.dot_images(s) @ w.swirl_matrix().T).astype(np.float32), atol=1e-6)
+    # clamped states look like the border state they are clipped to
+    np.testing.assert_allclose(f[4], w.render(np.array([[2.4, 2.4]]), cfg, 1)[0], atol=1e-6)
+    dot = w.dot_images(np.array([[0.0, 0.0]]))[0].reshape(10, 10)
+    assert dot.max() == pytest.approx(1.0) and np.unravel_index(dot.argmax(), dot.shape) == (5, 5)
+    tr, _ = w.generate_dataset(tiny_data(), seed=0)
+    np.testing.assert_array_equal(tr["clamped"], w.clamped_mask(tr["state"].astype(np.float64), cfg))
+
+
+def test_grid_states_layout():
+    g = w.grid_states(5, 2.0)
+    assert g.shape == (5, 5, 2)
+    np.testing.assert_allclose(g[0, 0], [-2, -2])
+    np.testing.assert_allclose(g[4, 0], [2, -2])  # first index follows x
+    np.testing.assert_allclose(g[0, 4], [-2, 2])
+    assert not w.clamped_mask(g, w.WobblyConfig()).any()
+
+
+def test_pluggable_motions_and_renderers():
+    @w.register_motion("_test_drift", w.unit_circle_init, {"speed": 1.0})
+    def drift(z, speed=1.0):
+        return np.full_like(z, speed)
+
+    try:
+        cfg = tiny_data(motion="_test_drift", motion_params={"speed": 2.0}, process_noise=0.0)
+        tr, _ = w.generate_dataset(cfg, seed=0)
+        np.testing.assert_allclose(np.diff(tr["state"], axis=1), 0.6, atol=1e-5)
+        assert cfg.to_dict()["motion_params"] == {"speed": 2.0}
+    finally:
+        del w.MOTIONS["_test_drift"]
+    # higher-dimensional variant (Fig. A7): product of wobbly planes, rendered by a frozen random MLP
+    cfg4 = tiny_data(state_dim=4, renderer="random_mlp")
+    tr, te = w.generate_dataset(cfg4, seed=2)
+    assert tr["state"].shape[-1] == 4 and tr["frames"].shape[-1] == 100 and not tr["clamped"].any()
+    s = tr["state"][0, :3].astype(np.float64)
+    np.testing.assert_allclose(w.render(s, cfg4, 2), tr["frames"][0, :3], atol=1e-5)  # one renderer per seed
+    assert not np.allclose(w.render(s, cfg4, 3), tr["frames"][0, :3])
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"motion": "nope"}, "unknown motion"),
+    ({"renderer": "nope"}, "unknown renderer"),
+    ({"state_dim": 3}, "even state_dim"),
+    ({"state_dim": 4}, "needs state_dim 2"),
+    ({"motion_params": {"amplitud": 1.0}}, "amplitud"),
+    ({"process_noise": -1.0}, "process_noise"),
+])
+def test_config_errors_name_the_key(kw, match):
+    with pytest.raises(ValueError, match=match):
+        w.WobblyConfig(**kw)
+    with pytest.raises(ValueError, match="bogus"):
+        w.WobblyConfig.from_dict({"bogus": 1})
+
+
+def test_save_load_roundtrip_and_errors(tmp_path):
+    paths = w.write_dataset(tiny_data(), 5, tmp_path / "d")
+    arr, meta = w.load_split(paths["train"])
+    tr, _ = w.generate_dataset(tiny_data(), 5)
+    np.testing.assert_array_equal(arr["frames"], tr["frames"])
+    assert meta["seed"] == 5 and meta["split"] == "train"
+    assert w.config_from_meta(meta).to_dict() == tiny_data().to_dict()
+    assert meta["clamped_fraction"] == pytest.approx(tr["clamped"].mean())
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        w.load_split(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz"):
+        w.load_split(bad)
+    np.savez(tmp_path / "nokey.npz", frames=np.zeros(1))
+    with pytest.raises(ValueError, match="'state'"):
+        w.load_split(tmp_path / "nokey.npz")
+    assert not list((tmp_path / "d").glob(".*tmp*"))
+
+
+# --------------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------------
+
+
+def test_encoder_presets_and_lstm_predictor_is_causal():
+    def n_linear(m):
+        return sum(isinstance(x, torch.nn.Linear) for x in m.modules())
+
+    assert ENCODER_PRESETS["paper"] == (10, 200) and ENCODER_PRESETS["released_code"] == (1, 200)
+    assert n_linear(build_encoder({}, 100, 2)) == 11
+    enc = build_encoder({"preset": "released_code"}, 100, 3)
+    assert n_linear(enc) == 2 and enc(torch.zeros(4, 7, 100)).shape == (4, 7, 3)
+    assert build_encoder({"preset": "paper", "hidden_layers": 2, "hidden_dim": 8}, 100, 2).hidden_dim == 8
+    with pytest.raises(ValueError, match="preset"):
+        build_encoder({"preset": "huge"}, 100, 2)
+    assert n_linear(MLPEncoder(100, 2, 0)) == 1
+    pred = LSTMPredictor(2, 10, (20, 20))
+    z = torch.randn(3, 12, 2)
+    p, h = pred(z)
+    assert p.shape == (3, 12, 2) and h.shape == (3, 12, 10)
+    z2 = z.clone()
+    z2[:, 5] += 1.0
+    p2, _ = pred(z2)
+    torch.testing.assert_close(p2[:, :5], p[:, :5])  # p_t depends on z_{<=t} only
+    assert not torch.allclose(p2[:, 5:], p[:, 5:])
+
+
+# --------------------------------------------------------------------------------------------------
+# losses
+# --------------------------------------------------------------------------------------------------
+
+
+def _zp(B=2, T=5, d=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, T, d, generator=g, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(B, T, d, generator=g, dtype=torch.float64, requires_grad=True)
+    return z, p
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_losses_match_the_estimators(name):
+    B, T, d = 2, 5, 2
+    z, p = _zp(B, T, d)
+    loss, terms = predictive_loss(build_objective(name, B), z, p)  # 5·B = 10 = B·T: no subsampling
+    ce = 0.5 * ((z[:, 1:] - p[:, :-1]) ** 2).sum(-1).sum(1).mean()
+    zf = z.reshape(-1, d)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert float(terms["alignment_ce"]) == pytest.approx(float(ce))
+    if name == "stopgrad":
+        assert set(terms) == {"alignment_ce"}
+        assert float(loss) == pytest.approx(float(ce))
+        return
+    h = {"knn": lambda: ee.knn_entropy(zf, k=3, p=2.0, clip_quantile=0.9, scale_by_dim=True),
+         "logdet": lambda: ee.logdet_entropy(zf, jitter=1e-8, method="slogdet"),
+         "kde": lambda: ee.bandwidth_kde_entropy(zf, bandwidth=1.0)}[name]()
+    assert float(terms[f"entropy_{name}"]) == pytest.approx(float(h))
+    assert float(loss) == pytest.approx(float(ce - T * h))  # entropy weighted by T (not T − 1)
+
+
+def test_knn_scale_by_dim_option_and_subset_size():
+    z, p = _zp(2, 5, 2)
+    a = predictive_loss(build_objective("knn", 2), z, p)[1]["entropy_knn"]
+    b = predictive_loss(build_objective("knn", 2, {"knn": {"scale_by_dim": False}}), z, p)[1]["entropy_knn"]
+    assert float(a) == pytest.approx(2 * float(b))  # paper form ×d vs released code
+    assert build_objective("knn", 128).subset_size == 640  # 5·B
+    assert build_objective("kde", 128).subset_size is None  # all B·T encodings
+    with pytest.raises(KeyError, match="scale_by_dimm"):
+        build_objective("knn", 2, {"knn": {"scale_by_dimm": True}})
+    with pytest.raises(ValueError, match="unknown loss"):
+        build_objective("simclr", 2)
+
+
+def test_stopgrad_gradient_reaches_encodings_only_through_predictions():
+    z, p = _zp()
+    loss, _ = predictive_loss(build_objective("stopgrad", 2), z, p.detach())
+    assert not loss.requires_grad  # the targets are detached, the predictions are constants here
+    loss, _ = predictive_loss(build_objective("stopgrad", 2), z, p)
+    loss.backward()
+    assert z.grad is None and p.grad is not None
+    z2, p2 = _zp()
+    predictive_loss(build_objective("knn", 2), z2, p2)[0].backward()
+    assert z2.grad is not None and float(z2.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("name", ["knn", "logdet", "kde"])
+def test_no_op_allocates_more_than_n_squared(name):
+    """Pairwise estimators stay O(N²): no forward or backward op creates an N×N×d tensor."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class MaxNumel(TorchDispatchMode):
+        biggest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in (out if isinstance(out, (tuple, list)) else (out,)):
+                if isinstance(t, torch.Tensor):
+                    MaxNumel.biggest = max(MaxNumel.biggest, t.numel())
+            return out
+
+    B, T, d = 4, 100, 3
+    N = B * T
+    z = torch.randn(B, T, d, requires_grad=True)
+    p = torch.randn(B, T, d, requires_grad=True)
+    obj = build_objective(name, B)
+    with MaxNumel():
+        loss, _ = predictive_loss(obj, z, p)
+        loss.backward()
+    assert MaxNumel.biggest <= N * N < N * N * d
+
+
+def test_loss_shape_errors():
+    obj = build_objective("knn", 2)
+    with pytest.raises(ValueError, match="equal shape"):
+        predictive_loss(obj, torch.zeros(2, 5, 2), torch.zeros(2, 4, 2))
+    with pytest.raises(ValueError, match="T=1"):
+        predictive_loss(obj, torch.zeros(2, 1, 2), torch.zeros(2, 1, 2))
+
+
+# --------------------------------------------------------------------------------------------------
+# metrics
+# --------------------------------------------------------------------------------------------------
+
+
+def test_affine_r2_hand_cases():
+    rng = np.random.default_rng(0)
+    s_tr, s_te = rng.normal(size=(10, 30, 2)), rng.normal(size=(5, 30, 2))
+    A = np.array([[2.0, -1.0], [0.5, 3.0]])
+    r = ident.affine_r2(s_tr @ A + 7.0, s_tr, s_te @ A + 7.0, s_te)
+    assert r["r2"] == pytest.approx(1.0) and r["n_test"] == 150
+    noise = ident.affine_r2(rng.normal(size=(10, 30, 2)), s_tr, rng.normal(size=(5, 30, 2)), s_te)
+    assert abs(noise["r2"]) < 0.05
+    # one output predicted perfectly, the other not at all: mean R² = 0.5
+    half = ident.affine_r2(np.stack([s_tr[..., 0], np.zeros_like(s_tr[..., 0]) + rng.normal(size=s_tr.shape[:2])], -1),
+                           s_tr, np.stack([s_te[..., 0], rng.normal(size=s_te.shape[:2])], -1), s_te)
+    assert half["r2"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_identifiability_r2_all_vs_unclamped():
+    rng = np.random.default_rng(1)
+    s_tr, s_te = 3 * rng.normal(size=(20, 50, 2)), 3 * rng.normal(size=(10, 50, 2))
+    lo, hi = -3.0, 2.4
+    enc = lambda s: np.clip(s, lo, hi) * 2.0 + 1.0  # an encoder that is exact where the state is visible
+    c_tr, c_te = ((s_tr < lo) | (s_tr > hi)).any(-1), ((s_te < lo) | (s_te > hi)).any(-1)
+    r = ident.identifiability_r2(enc(s_tr), s_tr, c_tr, enc(s_te), s_te, c_te)
+    assert r["r2_unclamped"] == pytest.approx(1.0)
+    assert r["r2_all"] < 0.95
+    assert r["unclamped_fraction_test"] == pytest.approx(1 - c_te.mean())
+    with pytest.raises(ValueError, match="mask shape"):
+        ident.affine_r2(s_tr, s_tr, s_te, s_te, train_mask=np.ones(3, bool))
+
+
+def test_notebook_r2():
+    z = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
+    W, b = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, -1.0])
+    assert ident.notebook_r2(W, b, z, z @ W.T + b) == pytest.approx(1.0)
+    y = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+    pred = z @ W.T + b
+    ss = ((y - pred) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
+    assert ident.notebook_r2(W, b, z, y) == pytest.approx(float(np.mean(1 - ss)))
+
+
+def test_orientation_consistency_hand_cases():
+    g = w.grid_states(6, 2.0)
+    assert ident.signed_areas(g[:2, :2]).ravel() == pytest.approx([0.8 * 0.8, 0.8 * 0.8])
+    ident_map = ident.orientation_consistency(g)
+    assert ident_map == {"orientation_consistency": 1.0, "fold_fraction": 0.0, "degenerate_fraction": 0.0}
+    mirrored = g @ np.array([[1.0, 0.0], [0.3, -2.0]])  # affine with det < 0: orientation flips, all alike
+    assert ident.orientation_consistency(mirrored)["orientation_consistency"] == 1.0
+    smooth = np.stack([g[..., 0] + 0.1 * np.sin(g[..., 1]), g[..., 1] + 0.1 * g[..., 0] ** 2], -1)
+    assert ident.orientation_consistency(smooth)["orientation_consistency"] == 1.0
+    folded = np.stack([np.abs(g[..., 0] - 0.4), g[..., 1]], -1)  # fold along x = 0.4 (3 of 5 columns flip)
+    oc = ident.orientation_consistency(folded)
+    assert oc["fold_fraction"] == pytest.approx(2 / 5) and oc["orientation_consistency"] == pytest.approx(3 / 5)
+    collapsed = ident.orientation_consistency(np.zeros_like(g))
+    assert collapsed["orientation_consistency"] == 0.0 and collapsed["degenerate_fraction"] == 1.0
+    line = ident.orientation_consistency(np.stack([g[..., 0], np.zeros_like(g[..., 0])], -1))
+    assert line["orientation_consistency"] == 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# training, resume, evaluation, figures
+# --------------------------------------------------------------------------------------------------
+
+
+def tiny_cfg(loss="knn", **over):
+    cfg = {"loss": loss, "progress": False,
+           "model": {"encoder": {"hidden_layers": 1, "hidden_dim": 16}},
+           "optim": {"batch_size": 8, "epochs": 3},
+           "eval": {"train_subset": 16, "grid_n": 8, "max_fit_frames": 10_000}}
+    for k, v in over.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    return T.resolve_config(cfg, seed=2)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("wobbly")
+    w.write_dataset(tiny_data(), 1, d)
+    return d
+
+
+def test_optimizer_groups_and_schedules():
+    cfg = T.resolve_config({"loss": "stopgrad", "optim": {"batch_size": 128}})
+    model = T.PredictiveLDM(cfg["model"], 100, 2, seed=0)
+    opt = T.build_optimizer(model, cfg["optim"])
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs == pytest.approx({"encoder": 0.0025 * 0.5 * 2, "rnn": 0.0025 * 0.5 * 20, "head": 0.0025 * 0.5 * 30,
+                                 "probe": 0.25})
+    n = sum(p.numel() for p in model.parameters())
+    assert n == sum(p.numel() for g in opt.param_groups for p in g["params"])
+    sch = T.build_scheduler(opt, cfg["optim"])
+    seen = []
+    for _ in range(20):
+        seen.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sch.step()
+    assert seen[0] == pytest.approx([0.0] * 4)  # warm-up from warmup_start_lr = 0 (official)
+    assert seen[9][:3] == pytest.approx([lrs["encoder"], lrs["rnn"], lrs["head"]])
+    assert seen[19][0] == pytest.approx(5e-5 * 0.5 + 0.5 * (lrs["encoder"] - 2.5e-5) * (1 + math.cos(math.pi * 9 / 10)))
+    cfg = T.resolve_config({"loss": "knn", "optim": {"epochs": 4}})
+    opt = T.build_optimizer(T.PredictiveLDM(cfg["model"], 100, 2, 0), cfg["optim"])
+    sch = T.build_scheduler(opt, cfg["optim"])
+    base = opt.param_groups[0]["lr"]
+    for _ in range(4):
+        opt.step()
+        sch.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(base * 0.45)  # min_lr / lr
+    with pytest.raises(KeyError, match="optim.bogus"):
+        T.resolve_config({"optim": {"bogus": 1}})
+    with pytest.raises(ValueError, match="loss must be"):
+        T.resolve_config({"loss": "vicreg"})
+
+
+def _comparable(history):
+    return [{k: v for k, v in e.items() if k != "epoch_time_s"} for e in history]
+
+
+@pytest.mark.parametrize("loss", ["knn", "stopgrad"])
+def test_killed_run_resumes_with_identical_metrics(data_dir, tmp_path, loss):
+    cfg = tiny_cfg(loss)
+    T.train(cfg, data_dir, tmp_path / "full")
+    full = json.loads((tmp_path / "full" / "history.json").read_text())["epochs"]
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(epoch, metrics):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        T.train(cfg, data_dir, tmp_path / "killed", on_epoch=kill_after_first)
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    T.train(cfg, data_dir, tmp_path / "killed")
+    resumed = json.loads((tmp_path / "killed" / "history.json").read_text())["epochs"]
+    assert _comparable(resumed) == _comparable(full)
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=False)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    drop = lambda d: {k: v for k, v in d.items() if k != "train_time_s"}  # noqa: E731
+    assert drop(T.evaluate(tmp_path / "full", data_dir)) == drop(T.evaluate(tmp_path / "killed", data_dir))
+
+
+def test_non_finite_loss_names_step_and_term(data_dir, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = T.predictive_loss
+
+    def poisoned(objective, z, pred):
+        loss, terms = real(objective, z, pred)
+        calls["n"] += 1
+        if calls["n"] == 6:  # step 6 = the 2nd step of epoch 2 (4 steps per epoch)
+            terms["entropy_knn"] = torch.tensor(float("nan"))
+            loss = loss + float("nan")
+        return loss, terms
+
+    monkeypatch.setattr(T, "predictive_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"step 6 \(epoch 2.*entropy_knn=nan.*last good checkpoint"):
+        T.train(tiny_cfg("knn"), data_dir, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_train_evaluate_and_figures(data_dir, tmp_path):
+    cfg = tiny_cfg("logdet", model={"state_dim": 3})
+    summary = T.train(cfg, data_dir, tmp_path / "run")
+    assert summary["steps"] == 12 and summary["epochs"] == 3
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())["epochs"]
+    assert all("test/r2_unclamped_subsetfit" in e and "train/entropy_logdet" in e for e in hist)
+    ev = T.evaluate(tmp_path / "run", data_dir)
+    for row in ("learned", "random_init", "raw_pixels", "pca"):
+        assert -10 < ev[f"{row}/r2_all"] <= 1 and -10 < ev[f"{row}/r2_unclamped"] <= 1
+    assert ev["state_dim"] == 3 and ev["encoder_layers"] == 1
+    for name in ("before", "after"):
+        assert 0.0 <= ev[f"grid_{name}/orientation_consistency"] <= 1.0
+    assert json.loads((tmp_path / "run" / "eval.json").read_text()) == pytest.approx(ev)
+    lat = np.load(tmp_path / "run" / "latents.npz")
+    assert lat["grid"].shape == (8, 8, 2) and lat["grid_after"].shape == (8, 8, 3)
+    fd = tmp_path / "figs"
+    paths = figs.fig5c_maps(lat["grid"], lat["grid_before"], lat["grid_after"], fd / "fig5c",
+                            {"before": 0.5, "after": 0.9}, W_before=lat["W_before"], c_before=lat["c_before"],
+                            W_after=lat["W_after"], c_after=lat["c_after"])
+    paths += figs.fig5b_system(lat["state_test"][0], lat["clamped_test"][0], lat["frames_test"][0], fd / "fig5b")
+    paths += figs.figA6_losses({"logdet": {"grid": lat["grid"], "after": lat["grid_after"], "W": lat["W_after"],
+                                           "c": lat["c_after"], "r2_unclamped": [0.5], "orientation": [0.7]}},
+                               fd / "figA6")
+    paths += figs.figA7_dims([ev, {**ev, "state_dim": 2}], fd / "figA7")
+    paths += figs.training_curves({"logdet": hist}, fd / "curves")
+    assert len(paths) == 10 and all(p.is_file() and p.stat().st_size > 0 for p in paths)
+
+
+def test_stale_checkpoint_is_not_resumed(data_dir, tmp_path):
+    T.train(tiny_cfg("knn", optim={"epochs": 1}), data_dir, tmp_path / "run")
+    s = T.train(tiny_cfg("knn", optim={"epochs": 1, "lr": 0.01}), data_dir, tmp_path / "run")
+    assert s["epochs"] == 1 and (tmp_path / "run" / "checkpoints" / "last.stale.pt").is_file()
