@@ -139,6 +139,10 @@ def test_pluggable_motions_and_renderers():
     s = tr["state"][0, :3].astype(np.float64)
     np.testing.assert_allclose(w.render(s, cfg4, 2), tr["frames"][0, :3], atol=1e-5)  # one renderer per seed
     assert not np.allclose(w.render(s, cfg4, 3), tr["frames"][0, :3])
+    with pytest.raises(ValueError, match="mlp_negative_slope"):
+        w.generate_dataset(tiny_data(renderer="random_mlp", mlp_negative_slope=0.0), seed=0)
+    with pytest.raises(ValueError, match="non-injective"):
+        w.generate_dataset(tiny_data(state_dim=4, renderer="random_mlp", mlp_hidden=3), seed=0)
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -221,7 +225,7 @@ def test_losses_match_the_estimators(name):
     B, T, d = 2, 5, 2
     z, p = _zp(B, T, d)
     loss, terms = predictive_loss(build_objective(name, B), z, p)  # 5·B = 10 = B·T: no subsampling
-    ce = 0.5 * ((z[:, 1:] - p[:, :-1]) ** 2).sum(-1).sum(1).mean()
+    ce = 0.5 * ((z[:, 1:] - p[:, :-1]) ** 2).sum(-1).sum(1).mean().detach()
     zf = z.reshape(-1, d)
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert float(terms["alignment_ce"]) == pytest.approx(float(ce))
@@ -232,6 +236,7 @@ def test_losses_match_the_estimators(name):
     h = {"knn": lambda: ee.knn_entropy(zf, k=3, p=2.0, clip_quantile=0.9, scale_by_dim=True),
          "logdet": lambda: ee.logdet_entropy(zf, jitter=1e-8, method="slogdet"),
          "kde": lambda: ee.bandwidth_kde_entropy(zf, bandwidth=1.0)}[name]()
+    h = h.detach()
     assert float(terms[f"entropy_{name}"]) == pytest.approx(float(h))
     assert float(loss) == pytest.approx(float(ce - T * h))  # entropy weighted by T (not T − 1)
 
@@ -486,6 +491,12 @@ def test_train_evaluate_and_figures(data_dir, tmp_path):
     paths += figs.figA7_dims([ev, {**ev, "state_dim": 2}], fd / "figA7")
     paths += figs.training_curves({"logdet": hist}, fd / "curves")
     assert len(paths) == 10 and all(p.is_file() and p.stat().st_size > 0 for p in paths)
+    T.train(tiny_cfg("knn", optim={"epochs": 1}), data_dir, tmp_path / "run2")
+    T.evaluate(tmp_path / "run2", data_dir)
+    made = figs.figures_from_runs([tmp_path / "run", tmp_path / "run2"], tmp_path / "all")
+    names = sorted(p.name for p in made)
+    assert names == sorted(f"{n}.{e}" for n in ("fig5c_knn_d2_seed2", "fig5c_logdet_d3_seed2", "fig5b",
+                                                 "figA6_losses", "figA7_dims") for e in ("png", "pdf"))
 
 
 def test_stale_checkpoint_is_not_resumed(data_dir, tmp_path):

@@ -261,9 +261,12 @@ def _orthogonal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
 
 @register_renderer("random_mlp")
 def _random_mlp_renderer(cfg: "WobblyConfig", seed: np.random.SeedSequence) -> Renderer:
-    """Frozen MLP d → h → h → h → h → D² (LeakyReLU 0.01 after the first four layers; their weights
+    """Frozen MLP d → h → h → h → h → D² (LeakyReLU, slope ``mlp_negative_slope``, after the first four layers; their weights
     orthogonal, biases U(±1/√fan_in); the last layer bias-free, U(±1/√h)). Injective for h ≥ d."""
     d, h, P = cfg.state_dim, cfg.mlp_hidden, cfg.image_dim ** 2
+    slope = float(cfg.mlp_negative_slope)
+    if not 0.0 < slope <= 1.0:
+        raise ValueError(f"wobbly: mlp_negative_slope must be in (0, 1] (injective), got {slope}")
     if h < d:
         raise ValueError(f"wobbly: mlp_hidden={h} < state_dim={d} would make the random_mlp map non-injective")
     rng = np.random.default_rng(seed)
@@ -279,7 +282,7 @@ def _random_mlp_renderer(cfg: "WobblyConfig", seed: np.random.SeedSequence) -> R
         a = s
         for W, b in layers:
             a = a @ W.T + b
-            a = np.where(a > 0, a, 0.01 * a)
+            a = np.where(a > 0, a, slope * a)
         return a @ W_out.T
 
     return render_fn
@@ -306,6 +309,7 @@ class WobblyConfig:
     swirl_strength: float = 10.0
     swirl_radius: float = 200.0
     mlp_hidden: int = 5
+    mlp_negative_slope: float = 0.01  # LeakyReLU slope of random_mlp (torch default, as the official code)
     n_train: int = 10_000
     n_test: int = 32
 

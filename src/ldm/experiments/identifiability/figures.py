@@ -166,3 +166,46 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], stem: 
     ax.legend(fontsize=6)
     fig.tight_layout()
     return save(fig, stem)
+
+
+def figures_from_runs(run_dirs: Sequence[Path | str], fig_dir: Path | str) -> list[Path]:
+    """All figures from evaluated runs (each with ``eval.json`` + ``latents.npz``): Fig. 5C per run, Fig. 5B
+    (first run), Fig. A6 over the losses of the 2-D runs (maps of each loss's first seed), Fig. A7 over
+    the latent dimensions (if more than one)."""
+    import json
+
+    fig_dir = Path(fig_dir)
+    runs = []
+    for rd in run_dirs:
+        rd = Path(rd)
+        ev = json.loads((rd / "eval.json").read_text())
+        with np.load(rd / "latents.npz") as z:
+            lat = {k: z[k] for k in z.files}
+        runs.append((ev, lat))
+    runs.sort(key=lambda r: (r[0]["state_dim"], r[0]["loss"], r[0]["seed"]))
+    paths: list[Path] = []
+    for ev, lat in runs:
+        name = f"{ev['loss']}_d{ev['state_dim']}_seed{ev['seed']}"
+        paths += fig5c_maps(lat["grid"], lat["grid_before"], lat["grid_after"], fig_dir / f"fig5c_{name}",
+                            {"before": ev["grid_before/orientation_consistency"],
+                             "after": ev["grid_after/orientation_consistency"]},
+                            title=f"{name}: R² unclamped {ev['learned/r2_unclamped']:.3f}",
+                            W_before=lat["W_before"], c_before=lat["c_before"], W_after=lat["W_after"],
+                            c_after=lat["c_after"])
+    if runs:
+        lat = runs[0][1]
+        paths += fig5b_system(lat["state_test"][0], lat["clamped_test"][0], lat["frames_test"][0], fig_dir / "fig5b")
+    panels: dict[str, dict[str, Any]] = {}
+    for ev, lat in runs:
+        if ev["state_dim"] != 2:
+            continue
+        p = panels.setdefault(ev["loss"], {"grid": lat["grid"], "after": lat["grid_after"], "r2_unclamped": [],
+                                           "orientation": []})
+        p["r2_unclamped"].append(ev["learned/r2_unclamped"])
+        p["orientation"].append(ev["grid_after/orientation_consistency"])
+    if panels:
+        order = [k for k in ("knn", "stopgrad", "logdet", "kde") if k in panels]
+        paths += figA6_losses({k: panels[k] for k in order}, fig_dir / "figA6_losses")
+    if len({ev["state_dim"] for ev, _ in runs}) > 1:
+        paths += figA7_dims([ev for ev, _ in runs], fig_dir / "figA7_dims")
+    return paths

@@ -386,9 +386,10 @@ def evaluate(run_dir: Path | str, data_dir: Path | str) -> dict[str, Any]:
         out[f"grid_{name}/orientation_consistency"] = oc["orientation_consistency"]
         out[f"grid_{name}/fold_fraction"] = oc["fold_fraction"]
         out[f"grid_{name}/degenerate_fraction"] = oc["degenerate_fraction"]
-        # R² of the grid positions from the grid encodings (affine map fitted on the training data)
-        gp = (g @ f["W"] + f["c"]).reshape(-1, k)
-        out[f"grid_{name}/r2"] = r2_score(grid.reshape(-1, k), gp)
+        # R² of the grid positions (the two varied coordinates) from the grid encodings, through the
+        # affine map fitted on the training data
+        gp = (g @ f["W"] + f["c"])[..., :2].reshape(-1, 2)
+        out[f"grid_{name}/r2"] = r2_score(grid[..., :2].reshape(-1, 2), gp)
     tm = run_dir / "train_metrics.json"
     if tm.is_file():
         out["train_time_s"] = json.loads(tm.read_text()).get("train_time_total_s")
