@@ -503,3 +503,17 @@ def test_stale_checkpoint_is_not_resumed(data_dir, tmp_path):
     T.train(tiny_cfg("knn", optim={"epochs": 1}), data_dir, tmp_path / "run")
     s = T.train(tiny_cfg("knn", optim={"epochs": 1, "lr": 0.01}), data_dir, tmp_path / "run")
     assert s["epochs"] == 1 and (tmp_path / "run" / "checkpoints" / "last.stale.pt").is_file()
+
+
+def test_normal_equation_ols_and_pca_match_reference():
+    from ldm.probes import fit_ols
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 8))  # rank 6 of 8 features
+    Y = X @ rng.normal(size=(8, 2)) + 0.1 * rng.normal(size=(500, 2)) + 4.0
+    W, c = ident.fit_ols_normal(X, Y)
+    W2, c2 = fit_ols(X, Y)
+    np.testing.assert_allclose(X @ W + c, X @ W2 + c2, atol=1e-8)
+    mu, axes = ident.pca_fit(X, 2)
+    _, _, vt = np.linalg.svd(X - X.mean(0), full_matrices=False)
+    np.testing.assert_allclose(np.abs(axes.T @ vt[:2].T), np.eye(2), atol=1e-8)
