@@ -1,0 +1,63 @@
+"""Train + evaluate identifiability runs and print one row per run (held-out affine R², baselines, wall
+times). Used to size the profiles: each ``--run`` is ``NAME|OVERRIDES_JSON|SEED`` (overrides of
+``ldm.experiments.identifiability.train.resolve_config``); the data set is generated once per folder.
+
+    PYTHONPATH=src python benchmarks/identifiability_runs.py --data /tmp/wobbly2000 --n-train 2000 \\
+        --run 'knn|{"loss":"knn","model":{"encoder":{"preset":"released_code"}},"optim":{"epochs":70,"multipliers":{"encoder":20}}}|1'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ldm.data import wobbly as w
+from ldm.experiments.identifiability import train as T
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", required=True, help="data folder (train.npz/test.npz; generated if missing)")
+    p.add_argument("--n-train", type=int, default=2000)
+    p.add_argument("--n-test", type=int, default=32)
+    p.add_argument("--data-seed", type=int, default=1)
+    p.add_argument("--data-config", default="{}", help="JSON overrides of WobblyConfig")
+    p.add_argument("--runs-dir", default="/tmp/identifiability_runs")
+    p.add_argument("--run", action="append", required=True, help="NAME|OVERRIDES_JSON|SEED")
+    a = p.parse_args()
+    data = Path(a.data)
+    if not (data / "test.npz").is_file():
+        t0 = time.perf_counter()
+        cfg = w.WobblyConfig(n_train=a.n_train, n_test=a.n_test, **json.loads(a.data_config))
+        w.write_dataset(cfg, a.data_seed, data)
+        print(f"data: {a.n_train} train / {a.n_test} test sequences in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"torch threads per run: set by the config (default 1); torch {torch.__version__}")
+    head = (f"{'run':14s} {'seed':>4s} {'steps':>6s} {'train s':>8s} {'eval s':>7s} {'R2 unc':>7s} {'R2 all':>7s} "
+            f"{'notebk':>7s} {'orient b->a':>11s} | {'rand unc/all':>13s} {'pca unc/all':>13s} {'pix unc/all':>13s}")
+    print(head, flush=True)
+    for spec in a.run:
+        name, over, seed = spec.split("|")
+        over = {"progress": False, **json.loads(over)}
+        cfg = T.resolve_config(over, seed=int(seed))
+        run = Path(a.runs_dir) / f"{name}_s{seed}"
+        shutil.rmtree(run, ignore_errors=True)
+        t0 = time.perf_counter()
+        s = T.train(cfg, data, run)
+        t1 = time.perf_counter()
+        r = T.evaluate(run, data)
+        t2 = time.perf_counter()
+        print(f"{name:14s} {seed:>4s} {s['steps']:6d} {t1 - t0:8.1f} {t2 - t1:7.1f} {r['learned/r2_unclamped']:7.3f} "
+              f"{r['learned/r2_all']:7.3f} {r['learned/r2_notebook']:7.3f} "
+              f"{r['grid_before/orientation_consistency']:5.2f}->{r['grid_after/orientation_consistency']:4.2f} | "
+              f"{r['random_init/r2_unclamped']:6.3f}/{r['random_init/r2_all']:6.3f} "
+              f"{r['pca/r2_unclamped']:6.3f}/{r['pca/r2_all']:6.3f} "
+              f"{r['raw_pixels/r2_unclamped']:6.3f}/{r['raw_pixels/r2_all']:6.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
