@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ldm.data import wobbly as w
-from ldm.experiments.identifiability import train as T
+from ldm.training import identifiability as T
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ import time
 
 import torch
 
-from ldm.experiments.identifiability.train import PredictiveLDM, build_optimizer, resolve_config
-from ldm.predictive_losses import build_objective, predictive_loss
+from ldm.training.identifiability import PredictiveLDM, build_optimizer, resolve_config
+from ldm.objectives.predictive_losses import build_objective, predictive_loss
 
 PAPER_STEPS = {"knn": 10_000 // 128 * 300, "kde": 10_000 // 128 * 300, "logdet": 10_000 // 128 * 300,
                "stopgrad": 20_000 // 128 * 20}

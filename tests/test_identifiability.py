@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from ldm import entropy_estimators as ee
+from ldm.objectives import entropy as ee
 from ldm.data import wobbly as w
 from ldm.evaluation import identifiability as ident
 from ldm.experiments.identifiability import figures as figs
-from ldm.experiments.identifiability import train as T
+from ldm.training import identifiability as T
 from ldm.models.lstm_predictor import LSTMPredictor
 from ldm.models.mlp_encoder import ENCODER_PRESETS, MLPEncoder, build_encoder
-from ldm.predictive_losses import LOSSES, build_objective, predictive_loss
-from ldm.training import NonFiniteLossError
+from ldm.objectives.predictive_losses import LOSSES, build_objective, predictive_loss
+from ldm.training.loop import NonFiniteLossError
 
 
 def tiny_data(**kw) -> w.WobblyConfig:
@@ -499,14 +499,23 @@ def test_train_evaluate_and_figures(data_dir, tmp_path):
                                                  "figA6_losses", "figA7_dims") for e in ("png", "pdf"))
 
 
-def test_stale_checkpoint_is_not_resumed(data_dir, tmp_path):
-    T.train(tiny_cfg("knn", optim={"epochs": 1}), data_dir, tmp_path / "run")
-    s = T.train(tiny_cfg("knn", optim={"epochs": 1, "lr": 0.01}), data_dir, tmp_path / "run")
-    assert s["epochs"] == 1 and (tmp_path / "run" / "checkpoints" / "last.stale.pt").is_file()
+def test_stale_checkpoint_is_not_resumed_and_finished_run_deletes_checkpoints(data_dir, tmp_path):
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, metrics):
+        raise Killed
+
+    with pytest.raises(Killed):  # a killed run leaves its checkpoint under resume key "a"
+        T.train(tiny_cfg("knn", optim={"epochs": 2}), data_dir, tmp_path / "run", on_epoch=kill, resume_key="a")
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    s = T.train(tiny_cfg("knn", optim={"epochs": 2}), data_dir, tmp_path / "run", resume_key="b")
+    assert s["epochs"] == 2 and s["steps"] == 8  # restarted from scratch, not resumed
+    assert not (tmp_path / "run" / "checkpoints").exists()  # a finished run keeps no checkpoints
 
 
 def test_normal_equation_ols_and_pca_match_reference():
-    from ldm.probes import fit_ols
+    from ldm.evaluation.probes import fit_ols
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 8))  # rank 6 of 8 features

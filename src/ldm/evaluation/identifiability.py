@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from ldm.probes import predict, r2_score
+from ldm.evaluation.probes import predict, r2_score
 
 __all__ = ["fit_ols_normal", "affine_r2", "identifiability_r2", "notebook_r2", "signed_areas", "orientation_consistency",
            "pca_fit", "pca_transform"]

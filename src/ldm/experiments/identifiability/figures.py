@@ -6,7 +6,6 @@ Functions take plain arrays (as written by :func:`ldm.experiments.identifiabilit
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,17 +18,10 @@ import numpy as np  # noqa: E402
 
 def save(fig: "plt.Figure", stem: Path | str) -> list[Path]:
     """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` atomically and close it."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for ext in ("png", "pdf"):
-        p = stem.with_name(f"{stem.name}.{ext}")
-        tmp = p.with_name(f".{p.name}.tmp.{ext}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, p)
-        out.append(p)
-    plt.close(fig)
-    return out
+    from ldm.pipeline.io import save_figure
+
+    Path(stem).parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, stem)
 
 
 def grid_colors(grid: np.ndarray) -> np.ndarray:

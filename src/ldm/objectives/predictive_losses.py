@@ -1,6 +1,6 @@
 """The four predictive LDM losses of the identifiability experiment (paper Sec. 7.1, Fig. 5, A6;
-predictive.md §4.2), built from the objective library (:class:`ldm.objectives.PredictiveObjective` and the
-estimators of :mod:`ldm.entropy_estimators`; nothing is re-implemented here).
+predictive.md §4.2), built from the objective library (:class:`ldm.objectives.objective.PredictiveObjective` and the
+estimators of :mod:`ldm.objectives.entropy`; nothing is re-implemented here).
 
 The predictor output p_t predicts z_{t+1} with a unit-variance Gaussian, so the alignment pairs z_t with
 p_{t−1} for t = 1 … T−1 (99 terms, summed over time, mean over the batch):
@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ldm.objectives import KNN, PredictiveObjective
+from ldm.objectives.objective import KNN, PredictiveObjective
 
 LOSSES = ("knn", "stopgrad", "logdet", "kde")
 

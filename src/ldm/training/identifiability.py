@@ -2,7 +2,7 @@
 LSTM predictor on the wobbly system (paper Sec. 7.1, Fig. 5, A6, A7; predictive.md §4, §5.2, §5.5).
 
     model = encoder (MLP, per frame) → z_t;  LSTM(10) + head 10→20→20→d → p_t ≈ z_{t+1};  probe z_t → state
-    loss  = one of knn | stopgrad | logdet | kde  (:mod:`ldm.predictive_losses`)  + online probe MSE
+    loss  = one of knn | stopgrad | logdet | kde  (:mod:`ldm.objectives.predictive_losses`)  + online probe MSE
 
 Optimisation (predictive.md §4.3, §4.4): one Adam with parameter groups — every learning rate is scaled
 by batch_size/256, then the encoder ×``multipliers.encoder``, the LSTM ×``multipliers.rnn`` and the head
@@ -11,7 +11,7 @@ schedules: ``linear`` (factor 1 → min_lr/lr) and ``warmup_cosine`` (linear war
 warmup_epochs, then cosine to min_lr; both absolute and the same for every group). :data:`LOSS_PRESETS`
 holds the four official configs; :func:`resolve_config` merges DEFAULTS ← preset ← overrides.
 
-Training runs through the shared resumable loop (:func:`ldm.training.fit`): a killed run resumes from its
+Training runs through the shared resumable loop (:func:`ldm.training.loop.fit`): a killed run resumes from its
 last epoch checkpoint and ends with identical metrics (CPU); a non-finite loss raises
 ``NonFiniteLossError`` naming the step and the term.
 """
@@ -29,16 +29,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ldm.checkpoint import atomic_torch_save
+from ldm.pipeline.io import save_npz, save_torch, write_json
+from ldm.training.device import Device
 from ldm.data.wobbly import config_from_meta, grid_states, load_split, render
 from ldm.evaluation.identifiability import (
     affine_r2, identifiability_r2, notebook_r2, orientation_consistency, pca_fit, pca_transform,
 )
 from ldm.models.lstm_predictor import LSTMPredictor
 from ldm.models.mlp_encoder import build_encoder
-from ldm.probes import r2_score
-from ldm.predictive_losses import LOSS_DEFAULTS, LOSSES, build_objective, predictive_loss
-from ldm.training import discard_stale_checkpoint, fit
+from ldm.evaluation.probes import r2_score
+from ldm.objectives.predictive_losses import LOSS_DEFAULTS, LOSSES, build_objective, predictive_loss
+from ldm.training.loop import discard_stale_checkpoint, fit
 
 #: Defaults = the official knn/kde/logdet config with the paper's encoder (10 × 200).
 DEFAULTS: dict[str, Any] = {
@@ -181,13 +182,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, optim: Mapping[str, Any]) 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [make(g["lr"]) for g in optimizer.param_groups])
 
 
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` | ``cuda`` | ``auto`` (CUDA if available)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"identifiability: device must be cpu | cuda | auto, got {name!r}")
-    return torch.device(name)
+def resolve_device(name: str) -> Device:
+    """``cpu`` | ``cuda`` | ``auto`` (CUDA if available) as a :class:`ldm.training.device.Device` (fp32)."""
+    return Device.from_settings({"device": name})
 
 
 @torch.no_grad()
@@ -223,18 +220,23 @@ def _load_data(data_dir: Path, n_train: Optional[int]) -> tuple[dict, dict, dict
 
 
 def train(cfg: Mapping[str, Any], data_dir: Path | str, out_dir: Path | str,
-          on_epoch: Optional[Callable[[int, Mapping[str, float]], None]] = None) -> dict[str, Any]:
+          on_epoch: Optional[Callable[[int, Mapping[str, float]], None]] = None,
+          resume_key: Optional[str] = None, device: Optional[Device] = None) -> dict[str, Any]:
     """Train one run (config from :func:`resolve_config`) on ``data_dir/{train,test}.npz``.
 
-    Writes ``out_dir/checkpoints/last.pt`` every epoch (resumed automatically; a checkpoint of other
-    settings is moved aside), and at the end ``model.pt`` (weights + config), ``history.json`` and
-    ``train_metrics.json``. ``on_epoch(epoch, metrics)`` is called after each epoch's checkpoint (MLflow).
+    Writes ``out_dir/checkpoints/last.pt`` every epoch and resumes from it only if it was written under
+    the same ``resume_key`` (the job's provenance hash: settings, code and input files; default: the
+    settings); at the end ``model.pt`` (weights + config), ``history.json`` and ``train_metrics.json``,
+    then deletes the checkpoints (a finished run is never resumed). ``on_epoch(epoch, metrics)`` is called
+    after each epoch's checkpoint (MLflow). ``device`` defaults to ``cfg["device"]``.
     """
+    import shutil
+
     cfg = dict(cfg)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(cfg.get("threads", 1)))
-    device = resolve_device(str(cfg.get("device", "cpu")))
+    device = device or resolve_device(str(cfg.get("device", "cpu")))
     seed = int(cfg["seed"])
     optim = cfg["optim"]
     ev = cfg["eval"]
@@ -244,7 +246,7 @@ def train(cfg: Mapping[str, Any], data_dir: Path | str, out_dir: Path | str,
     B = int(optim["batch_size"])
     if N < B:
         raise ValueError(f"identifiability: {N} training sequences < optim.batch_size {B}")
-    model = PredictiveLDM(cfg["model"], P, tr["state"].shape[-1], seed).to(device)
+    model = device.model(PredictiveLDM(cfg["model"], P, tr["state"].shape[-1], seed))
     optimizer = build_optimizer(model, optim)
     scheduler = build_scheduler(optimizer, optim)
     objective = build_objective(cfg["loss"], B, cfg.get("loss_settings"))
@@ -258,7 +260,7 @@ def train(cfg: Mapping[str, Any], data_dir: Path | str, out_dir: Path | str,
         perm = torch.randperm(N, generator=_epoch_generator(seed, epoch))
         for i in range(N // B):
             idx = perm[i * B:(i + 1) * B]
-            yield frames[idx].to(device), state_t[idx].to(device)
+            yield device.batch((frames[idx], state_t[idx]))
 
     def step_fn(batch: tuple[Tensor, Tensor], step: int):
         x, s = batch
@@ -279,31 +281,29 @@ def train(cfg: Mapping[str, Any], data_dir: Path | str, out_dir: Path | str,
         return {"test/r2_all_subsetfit": r["r2_all"], "test/r2_unclamped_subsetfit": r["r2_unclamped"],
                 "test/r2_notebook": notebook_r2(W, b, z_te[vid], te["state"][vid])}
 
-    resume_key = {k: v for k, v in cfg.items() if k not in ("progress", "threads", "device")}
-    discard_stale_checkpoint(out_dir / "checkpoints", resume_key)
+    if resume_key is None:
+        resume_key = json.dumps({k: v for k, v in cfg.items() if k not in ("progress", "threads", "device")},
+                                sort_keys=True, default=str)
+    key = {"provenance": resume_key}
+    ckpt_dir = out_dir / "checkpoints"
+    discard_stale_checkpoint(ckpt_dir, key)
     t0 = time.perf_counter()
     history = fit(model=model, optimizer=optimizer, scheduler=scheduler, epochs=int(optim["epochs"]),
-                  batches=batches, step_fn=step_fn, ckpt_dir=out_dir / "checkpoints", end_epoch=end_epoch,
+                  batches=batches, step_fn=step_fn, ckpt_dir=ckpt_dir, end_epoch=end_epoch,
                   on_epoch=on_epoch, max_steps=optim.get("max_steps"), extra={"config": cfg},
-                  resume_key=resume_key, progress=bool(cfg.get("progress", True)),
-                  desc=f"{cfg['loss']} s{seed}")
+                  resume_key=key, progress=bool(cfg.get("progress", True)),
+                  desc=f"{cfg['loss']} s{seed}", device=device)
     wall = time.perf_counter() - t0
     final = dict(history["epochs"][-1]) if history["epochs"] else {}
     summary = {"loss": cfg["loss"], "seed": seed, "steps": final.get("step", 0), "epochs": len(history["epochs"]),
                "wall_time_this_call_s": wall,
                "train_time_total_s": float(sum(e.get("epoch_time_s", 0.0) for e in history["epochs"])),
                "final": final}
-    atomic_torch_save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "config": cfg},
-                      out_dir / "model.pt")
-    _write_json(out_dir / "history.json", {"epochs": history["epochs"]})
-    _write_json(out_dir / "train_metrics.json", summary)
+    save_torch({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "config": cfg}, out_dir / "model.pt")
+    write_json(out_dir / "history.json", {"epochs": history["epochs"]})
+    write_json(out_dir / "train_metrics.json", summary)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summary
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    from ldm.io import write_json
-
-    write_json(path, obj)
 
 
 def load_model(run_dir: Path | str, input_dim: int, target_dim: int) -> tuple[PredictiveLDM, dict[str, Any]]:
@@ -406,11 +406,9 @@ def evaluate(run_dir: Path | str, data_dir: Path | str, include_data_baselines: 
     tm = run_dir / "train_metrics.json"
     if tm.is_file():
         out["train_time_s"] = json.loads(tm.read_text()).get("train_time_total_s")
-    from ldm.io import save_npz
-
     save_npz(run_dir / "latents.npz", grid=grid, grid_after=g_after, grid_before=g_before,
              z_test=z_te[:4], state_test=te["state"][:4], clamped_test=te["clamped"][:4],
              frames_test=te["frames"][:1], W_after=fit_after["W"], c_after=fit_after["c"],
              W_before=fit_before["W"], c_before=fit_before["c"])
-    _write_json(run_dir / "eval.json", out)
+    write_json(run_dir / "eval.json", out)
     return out
