@@ -1,6 +1,6 @@
 """Train + evaluate identifiability runs and print one row per run (held-out affine R², baselines, wall
 times). Used to size the profiles: each ``--run`` is ``NAME|OVERRIDES_JSON|SEED`` (overrides of
-``ldm.experiments.identifiability.train.resolve_config``); the data set is generated once per folder.
+``ldm.training.identifiability.resolve_config``); the data set is generated once per folder.
 
     PYTHONPATH=src python benchmarks/identifiability_runs.py --data /tmp/wobbly2000 --n-train 2000 \\
         --run 'knn|{"loss":"knn","model":{"encoder":{"preset":"released_code"}},"optim":{"epochs":70,"multipliers":{"encoder":20}}}|1'
