@@ -19,6 +19,10 @@ def _cluster_down_reason() -> str | None:
     """Why the SLURM test cannot run here (None when a cluster answers with a usable node)."""
     if shutil.which("sbatch") is None:
         return "sbatch is not on PATH: no SLURM cluster here (scripts/slurm/setup-single-node.sh sets one up)"
+    import importlib.util
+
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "the Snakemake SLURM executor plugin is not installed (pip install -e '.[slurm]')"
     try:
         nodes = subprocess.run(["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, timeout=20)
         acct = subprocess.run(["sacct", "--noheader", "-X", "-n"], capture_output=True, text=True, timeout=20)
