@@ -103,7 +103,7 @@ def make_figures(folder: Path, runs: list[str], seed: int, data: Path) -> None:
     figures.training_curves(hist).savefig(folder / "curves.png", dpi=120)
     sched = {}
     for r in runs:
-        if r in PAPER_RUNS:
+        if r in PAPER_RUNS and PAPER_RUNS[r]["objective"] != "mi":  # pure MI does not use T
             s = annealing(resolve_run({**PAPER_RUNS[r], "epochs": len(hist.get(r, [])) or 30}))
             ep = list(range(s.epochs))
             sched[r] = (ep, [s.p(e) for e in ep], [s.temperature(e) for e in ep])

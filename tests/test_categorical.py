@@ -398,3 +398,20 @@ def test_checkpoint_of_other_data_is_not_resumed(digits, tmp_path):
     _, hist_b = train_categorical(cfg, trx, tr_y[::-1].copy(), tmp_path / "c", progress=False)
     assert (tmp_path / "c" / "last.stale.pt").is_file()  # the old checkpoint was moved aside, training restarted
     assert len(hist_b["epochs"]) == 2 and hist_b["epochs"][0]["train/loss"] != hist_a["epochs"][0]["train/loss"]
+
+
+def test_config_schema_fragment_matches_run_defaults():
+    from pathlib import Path
+
+    import jsonschema
+    import yaml
+
+    import ldm.experiments.categorical as pkg
+
+    schema = yaml.safe_load((Path(pkg.__file__).parent / "config.schema.yaml").read_text())
+    run_schema = schema["$defs"]["categorical_run"]
+    assert set(run_schema["properties"]) == set(resolve_run({}))
+    section = {"dataset": "mnist", "seeds": [1, 2], "defaults": resolve_run({}), "runs": PAPER_RUNS}
+    jsonschema.validate(section, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"runs": {"dm": {"objective": "simclr"}}}, schema)

@@ -99,11 +99,13 @@ def certain_digits(images: np.ndarray, probs: np.ndarray, entropy_bits: np.ndarr
 
 
 def annealing_schedule(schedules: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]]) -> Figure:
-    """p (left) and temperature T (right) per epoch; ``schedules[name] = (epochs, p, T)``."""
+    """p (left) and temperature T (right) per epoch; ``schedules[name] = (epochs, p, T)`` (runs with the
+    pure MI objective do not use T and are best left out)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
-    for name, (ep, p, t) in schedules.items():
-        a.plot(ep, p, marker=".", label=name)
-        b.plot(ep, t, marker=".", label=name)
+    styles = ["-", "--", ":", "-."]
+    for i, (name, (ep, p, t)) in enumerate(schedules.items()):
+        a.plot(ep, p, styles[i % 4], marker=".", label=name)
+        b.plot(ep, t, styles[i % 4], marker=".", label=name)
     a.set_xlabel("epoch"), a.set_ylabel("p = P(c2 = c1)")
     b.set_xlabel("epoch"), b.set_ylabel("temperature T")
     a.legend(fontsize=7)

@@ -211,7 +211,7 @@ def train_categorical(
     A checkpoint is resumed only if it was written with the same settings and the same training data
     (``data_fingerprint``, default :func:`fingerprint` of ``train_x`` and ``train_labels``).
     """
-    cfg = resolve_run({k: v for k, v in cfg.items() if k in RUN_DEFAULTS})
+    cfg = resolve_run(cfg)
     torch.set_num_threads(int(cfg["threads"]))
     device = resolve_device(cfg["device"])
     encoder = build_encoder(cfg).to(device)
