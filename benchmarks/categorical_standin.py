@@ -5,8 +5,9 @@ the random-init encoder and k-means on raw pixels as baselines; prints one table
         [--encoder '{"name": "resnet18", "width": 0.25}'] [--lr 1e-3] [--pairs 4096] [--epochs 30] \
         [--figures DIR]
 
-Without ``--data`` the stand-in is built in memory the way the datasets helper builds it: scikit-learn's
-8×8 digits scaled to uint8 and resized to 28×28 (bilinear), a seeded 80/20 train/test split. Each run
+Without ``--data`` the default profile's MNIST stand-in is built in memory
+(:func:`ldm.data.image_standins.digits_standin`, seed 1: scikit-learn's 8×8 digits as 20×20 digits in a
+28×28 frame, class-stratified 80/20 split). Each run
 trains in its own process with one torch thread (``--jobs`` processes at a time); the time column is the
 run's wall time (training + per-epoch test evaluation).
 """
@@ -25,21 +26,13 @@ from pathlib import Path
 import numpy as np
 
 
-def digits_standin(seed: int = 0, test_fraction: float = 0.2) -> tuple[np.ndarray, ...]:
-    """sklearn digits → uint8 (N, 28, 28, 1), int64 labels; seeded train/test split."""
-    import torch
-    import torch.nn.functional as F
-    from sklearn.datasets import load_digits
+def digits_standin(seed: int = 1) -> tuple[np.ndarray, ...]:
+    """The default profile's MNIST stand-in (ldm.data.image_standins.digits_standin, seed 1): sklearn digits
+    as 20×20 digits in a 28×28 frame, class-stratified 80/20 split."""
+    from ldm.data.image_standins import digits_standin as make
 
-    d = load_digits()
-    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
-    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
-    images = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-    labels = d.target.astype(np.int64)
-    idx = np.random.default_rng(seed).permutation(len(labels))
-    n_test = int(round(len(labels) * test_fraction))
-    te, tr = idx[:n_test], idx[n_test:]
-    return images[tr], labels[tr], images[te], labels[te]
+    splits = make(seed=seed)
+    return (*splits["train"], *splits["test"])
 
 
 def _summary(rep: dict) -> dict:
@@ -113,6 +106,7 @@ def make_figures(folder: Path, runs: list[str], seed: int, data: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, help="folder with train.npz/test.npz (default: build the stand-in)")
+    ap.add_argument("--standin-seed", type=int, default=1)
     ap.add_argument("--runs", nargs="+", default=["dm", "dm_mi", "dm_mi_p08", "mi"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[1])
     ap.add_argument("--jobs", type=int, default=1)
@@ -131,11 +125,11 @@ def main() -> None:
     if data is None:
         data = Path(tmp.name) / "mnist"
         data.mkdir()
-        tr_i, tr_y, te_i, te_y = digits_standin()
+        tr_i, tr_y, te_i, te_y = digits_standin(args.standin_seed)
         np.savez(data / "train.npz", images=tr_i, labels=tr_y)
         np.savez(data / "test.npz", images=te_i, labels=te_y)
     overrides = {"encoder": args.encoder, "lr": args.lr, "pairs_per_epoch": args.pairs, "epochs": args.epochs,
-                 "batch_size": args.batch, "channels": args.channels, "device": "cpu", **args.overrides}
+                 "batch_size": args.batch, "channels": args.channels, **args.overrides}
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
     jobs = [{"run": r, "seed": s, "data": str(data), "overrides": overrides,

@@ -11,19 +11,19 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from ldm.categorical_annealing import CategoricalAnnealing
+from ldm.objectives.categorical import CategoricalAnnealing
 from ldm.data.image_transforms import MNIST_MEAN, MNIST_STD, preprocess_images
 from ldm.data.pairs import SameClassPairs
 from ldm.evaluation.clustering import (
     clustering_accuracy, clustering_report, confusion_matrix, entropy_bits, greedy_assignment,
     hungarian_assignment, reorder_confusion,
 )
-from ldm.latent_models import categorical_temperature
+from ldm.objectives.latent_models import categorical_temperature
 from ldm.models.categorical import CategoricalEncoder, build_backbone
 from ldm.models.resnet import resnet18
 from ldm.models.small_cnn import SmallCNN
-from ldm.objective_registry import build_objective
-from ldm.training import NonFiniteLossError
+from ldm.objectives.registry import build_objective
+from ldm.training.loop import NonFiniteLossError
 
 from ldm.experiments.categorical import figures
 from ldm.experiments.categorical.train import (
@@ -291,7 +291,7 @@ def digits(tmp_path_factory):
 
 
 TINY = {"encoder": {"name": "small_cnn", "widths": [8, 16]}, "head_hidden": 16, "batch_size": 32,
-        "pairs_per_epoch": 64, "epochs": 3, "lr": 1e-3, "device": "cpu", "image_size": 16, "channels": 1}
+        "pairs_per_epoch": 64, "epochs": 3, "lr": 1e-3, "image_size": 16, "channels": 1}
 
 
 def _train(digits, ckpt, **kw):
@@ -342,11 +342,14 @@ def test_read_prepared_errors_name_file_and_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         read_prepared(tmp_path / "missing.npz")
     np.savez(tmp_path / "bad.npz", images=np.zeros((2, 28, 28, 1), np.uint8))
-    with pytest.raises(KeyError, match="'labels'"):
+    with pytest.raises(KeyError, match="bad.npz.*'labels'"):
         read_prepared(tmp_path / "bad.npz")
     np.savez(tmp_path / "bad2.npz", images=np.zeros((2, 28, 28), np.uint8), labels=np.zeros(2, np.int64))
-    with pytest.raises(ValueError, match="bad2.npz: 'images'"):
+    with pytest.raises(ValueError, match="bad2.npz: images"):
         read_prepared(tmp_path / "bad2.npz")
+    np.savez(tmp_path / "bad3.npz", images=np.zeros((2, 28, 28, 1), np.uint8), labels=np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="bad3.npz: 'labels'"):
+        read_prepared(tmp_path / "bad3.npz")
 
 
 def test_resolve_run_rejects_bad_keys():
@@ -396,8 +399,9 @@ def test_checkpoint_of_other_data_is_not_resumed(digits, tmp_path):
     trx = preprocess_images(tr_i[::-1].copy(), TINY["image_size"], TINY["channels"])  # other data, same settings
     cfg = {**PAPER_RUNS["dm"], **TINY, "epochs": 2}
     _, hist_b = train_categorical(cfg, trx, tr_y[::-1].copy(), tmp_path / "c", progress=False)
-    assert (tmp_path / "c" / "last.stale.pt").is_file()  # the old checkpoint was moved aside, training restarted
+    # the old checkpoint was discarded and training restarted from epoch 1 (a resume would return hist_a)
     assert len(hist_b["epochs"]) == 2 and hist_b["epochs"][0]["train/loss"] != hist_a["epochs"][0]["train/loss"]
+    assert hist_b["extra"]["resume_key"] != hist_a["extra"]["resume_key"]
 
 
 def test_config_schema_fragment_matches_run_defaults():

@@ -10,7 +10,7 @@ images of the same digit with one of the categorical objectives of the objective
 
 :data:`PAPER_RUNS` are the four runs of the paper. Training goes through :func:`ldm.training.fit`
 (checkpoint per epoch, resume, non-finite check naming step and term); the temperature of each epoch
-comes from :class:`ldm.categorical_annealing.CategoricalAnnealing`; the pairs of each epoch are drawn by
+comes from :class:`ldm.objectives.categorical.CategoricalAnnealing`; the pairs of each epoch are drawn by
 :class:`ldm.data.pairs.SameClassPairs` from a generator seeded by (seed, epoch).
 """
 
@@ -24,14 +24,15 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 import torch
 
-from ldm.categorical_annealing import CategoricalAnnealing
+from ldm.objectives.categorical import CategoricalAnnealing
 from ldm.data.image_transforms import preprocess_images
 from ldm.data.pairs import SameClassPairs
 from ldm.evaluation.clustering import clustering_report, confusion_matrix, greedy_assignment, hungarian_assignment
 from ldm.models.categorical import CategoricalEncoder, build_backbone
-from ldm.objective_registry import CATEGORICAL_RUNS, build_objective
-from ldm.objectives import CategoricalObjective
-from ldm.training import fit
+from ldm.objectives.registry import CATEGORICAL_RUNS, build_objective
+from ldm.objectives.objective import CategoricalObjective
+from ldm.training.device import Device
+from ldm.training.loop import fit
 
 __all__ = [
     "OBJECTIVES",
@@ -78,8 +79,6 @@ RUN_DEFAULTS: dict[str, Any] = {
     "pairs_per_epoch": 60000,     # null = number of training images
     "label_weights": "uniform",   # label of a pair: uniform over digits (official)
     "seed": 1,
-    "device": "auto",             # auto | cpu | cuda[:i]
-    "amp": False,                 # bfloat16 autocast on CUDA
     "eval_every": 1,              # test-set clustering accuracy every N epochs (0 = never)
     "threads": 1,
 }
@@ -130,28 +129,14 @@ def resolve_run(overrides: Mapping[str, Any] | None = None, where: str = "catego
 
 
 def read_prepared(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
-    """``images`` uint8 (N, H, W, C) and ``labels`` int64 (N,) of a prepared split (contract.md);
-    errors name the file and the bad key."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prepared dataset file {path} does not exist")
-    with np.load(path, allow_pickle=False) as data:
-        for key in ("images", "labels"):
-            if key not in data.files:
-                raise KeyError(f"{path}: missing array {key!r} (has {sorted(data.files)})")
-        images, labels = data["images"], data["labels"]
-    if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError(f"{path}: 'images' must be uint8 (N, H, W, C), got {images.dtype} {images.shape}")
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0] or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{path}: 'labels' must be integer (N,) with N = {images.shape[0]}, got {labels.dtype} {labels.shape}")
-    return images, labels.astype(np.int64)
+    """``images`` uint8 (N, H, W, C) and ``labels`` int64 (N,) of a prepared split (contract.md), read with
+    :func:`ldm.data.image_datasets.load_images` (errors name the file and the bad key)."""
+    from ldm.data.image_datasets import load_images
 
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA if available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    images, labels = load_images(path)
+    if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(f"{path}: 'labels' must be (N,) with N = {images.shape[0]}, got shape {tuple(labels.shape)}")
+    return images.numpy(), labels.numpy()
 
 
 def build_encoder(cfg: Mapping[str, Any]) -> CategoricalEncoder:
@@ -203,6 +188,7 @@ def train_categorical(
     on_epoch: Optional[Callable[[int, Mapping[str, float]], None]] = None,
     progress: bool = True,
     data_fingerprint: Optional[str] = None,
+    device: Optional[Device] = None,
 ) -> tuple[CategoricalEncoder, dict[str, Any]]:
     """Train one run on preprocessed images ``train_x`` (N, C, S, S); resumes from ``ckpt_dir``.
 
@@ -210,32 +196,31 @@ def train_categorical(
     every ``eval_every`` epochs, test clustering accuracy (greedy / Hungarian) and mean entropy (bits).
     A checkpoint is resumed only if it was written with the same settings and the same training data
     (``data_fingerprint``, default :func:`fingerprint` of ``train_x`` and ``train_labels``).
+    ``device`` (the device layer; default CPU, fp32) places model and data and sets the precision.
     """
     cfg = resolve_run(cfg)
     torch.set_num_threads(int(cfg["threads"]))
-    device = resolve_device(cfg["device"])
-    encoder = build_encoder(cfg).to(device)
+    device = device or Device.from_settings({"device": "cpu"})
+    encoder = device.model(build_encoder(cfg), conv=True)
     objective = build_categorical_objective(cfg)
     schedule = annealing(cfg)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=float(cfg["lr"]), betas=tuple(cfg["betas"]),
                                   weight_decay=float(cfg["weight_decay"]))
-    x = train_x.to(device)
+    x = device.batch(train_x, image=True)
     pairs = SameClassPairs(train_labels, seed=int(cfg["seed"]), label_weights=cfg["label_weights"])
     n_pairs = int(cfg["pairs_per_epoch"] or len(train_labels))
     bs = int(cfg["batch_size"])
-    amp = bool(cfg["amp"]) and device.type == "cuda"
-    ex = eval_x.to(device) if eval_x is not None else None
+    ex = device.batch(eval_x, image=True) if eval_x is not None else None
 
     def batches(epoch: int):
         schedule.apply(objective.model, epoch)  # T of this epoch (depends on the epoch only)
         for i1, i2 in pairs.batches(n_pairs, bs, epoch):
-            yield torch.from_numpy(i1).to(device), torch.from_numpy(i2).to(device)
+            yield device.batch((torch.from_numpy(i1), torch.from_numpy(i2)))
 
     def step_fn(batch, step):
         i1, i2 = batch
         xb = torch.cat([x[i1], x[i2]])  # one forward: BatchNorm statistics over both views
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            logits = encoder(xb)
+        logits = encoder(xb)  # fit runs step_fn under the device's autocast
         l1, l2 = logits.float().chunk(2)
         loss, parts = objective(l1, l2)
         terms = {k: v for k, v in parts.items() if k != "loss"}
@@ -252,11 +237,11 @@ def train_categorical(
                         "test/clusters_used": float(rep["clusters_used"])})
         return out
 
-    resume_key = {k: v for k, v in cfg.items() if k not in ("threads", "eval_every", "device")}
+    resume_key = {k: v for k, v in cfg.items() if k not in ("threads", "eval_every")}
     resume_key["data"] = data_fingerprint or fingerprint(train_x, train_labels)
     history = fit(model=encoder, optimizer=optimizer, scheduler=None, epochs=int(cfg["epochs"]), batches=batches,
                   step_fn=step_fn, ckpt_dir=ckpt_dir, end_epoch=end_epoch, on_epoch=on_epoch,
-                  resume_key=resume_key, progress=progress, desc=f"categorical {cfg['objective']}")
+                  resume_key=resume_key, progress=progress, desc=f"categorical {cfg['objective']}", device=device)
     return encoder, history
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ldm.latent_models import CategoricalModel, categorical_same_probability, categorical_temperature
+from ldm.objectives.latent_models import CategoricalModel, categorical_same_probability, categorical_temperature
 
 __all__ = ["CategoricalAnnealing"]
 
