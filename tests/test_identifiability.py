@@ -493,10 +493,21 @@ def test_train_evaluate_and_figures(data_dir, tmp_path):
     assert len(paths) == 10 and all(p.is_file() and p.stat().st_size > 0 for p in paths)
     T.train(tiny_cfg("knn", optim={"epochs": 1}), data_dir, tmp_path / "run2")
     T.evaluate(tmp_path / "run2", data_dir)
+    # without a random-MLP run there is no Fig. A7 (the swirled 2-D and 3-D runs are not a dimension sweep)
     made = figs.figures_from_runs([tmp_path / "run", tmp_path / "run2"], tmp_path / "all")
     names = sorted(p.name for p in made)
     assert names == sorted(f"{n}.{e}" for n in ("fig5c_knn_d2_seed2", "fig5c_logdet_d3_seed2", "fig5b",
-                                                 "figA6_losses", "figA7_dims") for e in ("png", "pdf"))
+                                                 "figA6_losses") for e in ("png", "pdf"))
+    # Fig. A7 = the runs on the random-MLP observation of a 4-D state; they stay out of Fig. A6
+    mlp_dir = tmp_path / "mlp4"
+    w.write_dataset(tiny_data(renderer="random_mlp", state_dim=4), 1, mlp_dir)
+    T.train(tiny_cfg("knn", model={"state_dim": 4}, optim={"epochs": 1}), mlp_dir, tmp_path / "run3")
+    ev3 = T.evaluate(tmp_path / "run3", mlp_dir)
+    assert ev3["renderer"] == "random_mlp" and ev3["data_state_dim"] == 4 and ev["renderer"] == "swirl_dot"
+    made = figs.figures_from_runs([tmp_path / "run", tmp_path / "run2", tmp_path / "run3"], tmp_path / "all3")
+    names = sorted(p.name for p in made)
+    assert names == sorted(f"{n}.{e}" for n in ("fig5c_knn_d2_seed2", "fig5c_logdet_d3_seed2", "fig5c_knn_d4_seed2",
+                                                 "fig5b", "figA6_losses", "figA7_dims") for e in ("png", "pdf"))
 
 
 def test_stale_checkpoint_is_not_resumed_and_finished_run_deletes_checkpoints(data_dir, tmp_path):

@@ -367,7 +367,9 @@ def evaluate(run_dir: Path | str, data_dir: Path | str, include_data_baselines: 
     ev = cfg["eval"]
     mx = int(ev["max_fit_frames"])
     rand = PredictiveLDM(cfg["model"], P, k, int(cfg["seed"])).eval()
+    dcfg = config_from_meta(meta)
     out: dict[str, Any] = {"loss": cfg["loss"], "seed": int(cfg["seed"]), "state_dim": int(cfg["model"]["state_dim"]),
+                           "data_state_dim": int(dcfg.state_dim), "renderer": dcfg.renderer,
                            "encoder_layers": model.encoder.hidden_layers, "encoder_width": model.encoder.hidden_dim,
                            "n_train_sequences": int(tr["frames"].shape[0]), "n_test_sequences": int(te["frames"].shape[0]),
                            "clamped_fraction_train": float(tr["clamped"].mean()),
@@ -388,7 +390,6 @@ def evaluate(run_dir: Path | str, data_dir: Path | str, include_data_baselines: 
     out["learned/r2_notebook"] = notebook_r2(model.probe.weight.detach().numpy(), model.probe.bias.detach().numpy(),
                                              z_te[vid], te["state"][vid])
     # Fig. 5C: a grid of positions rendered noise-free, encoded before (random init) and after learning
-    dcfg = config_from_meta(meta)
     grid = grid_states(int(ev["grid_n"]), float(ev["grid_lim"]), dcfg.state_dim)
     gframes = render(grid, dcfg, int(meta["seed"]))
     g_after, g_before = encode(model, gframes, bs), encode(rand, gframes, bs)

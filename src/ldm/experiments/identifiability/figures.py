@@ -161,9 +161,11 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], stem: 
 
 
 def figures_from_runs(run_dirs: Sequence[Path | str], fig_dir: Path | str) -> list[Path]:
-    """All figures from evaluated runs (each with ``eval.json`` + ``latents.npz``): Fig. 5C per run, Fig. 5B
-    (first run), Fig. A6 over the losses of the 2-D runs (maps of each loss's first seed), Fig. A7 over
-    the latent dimensions (if more than one)."""
+    """All figures from evaluated runs (each with ``eval.json`` + ``latents.npz``): Fig. 5C per run (named by
+    the run's ``name`` if the stage wrote one, else its loss), Fig. 5B (first run), Fig. A6 over the losses
+    of the 2-D runs on the paper's swirled frames (maps of each loss's first seed), Fig. A7 over the state
+    dimensions of the runs on the random-MLP observation (predictive.md §1.1, §5.6), if any. Runs on data
+    without a ``renderer`` entry count as the paper's swirled frames."""
     import json
 
     fig_dir = Path(fig_dir)
@@ -174,10 +176,10 @@ def figures_from_runs(run_dirs: Sequence[Path | str], fig_dir: Path | str) -> li
         with np.load(rd / "latents.npz") as z:
             lat = {k: z[k] for k in z.files}
         runs.append((ev, lat))
-    runs.sort(key=lambda r: (r[0]["state_dim"], r[0]["loss"], r[0]["seed"]))
+    runs.sort(key=lambda r: (r[0]["state_dim"], r[0].get("name", r[0]["loss"]), r[0]["seed"]))
     paths: list[Path] = []
     for ev, lat in runs:
-        name = f"{ev['loss']}_d{ev['state_dim']}_seed{ev['seed']}"
+        name = f"{ev.get('name', ev['loss'])}_d{ev['state_dim']}_seed{ev['seed']}"
         paths += fig5c_maps(lat["grid"], lat["grid_before"], lat["grid_after"], fig_dir / f"fig5c_{name}",
                             {"before": ev["grid_before/orientation_consistency"],
                              "after": ev["grid_after/orientation_consistency"]},
@@ -188,7 +190,8 @@ def figures_from_runs(run_dirs: Sequence[Path | str], fig_dir: Path | str) -> li
         lat = runs[0][1]
         paths += fig5b_system(lat["state_test"][0], lat["clamped_test"][0], lat["frames_test"][0], fig_dir / "fig5b")
     panels: dict[str, dict[str, Any]] = {}
-    for ev, lat in runs:
+    swirled = [(ev, lat) for ev, lat in runs if ev.get("renderer", "swirl_dot") == "swirl_dot"]
+    for ev, lat in swirled:
         if ev["state_dim"] != 2:
             continue
         p = panels.setdefault(ev["loss"], {"grid": lat["grid"], "after": lat["grid_after"], "r2_unclamped": [],
@@ -198,6 +201,7 @@ def figures_from_runs(run_dirs: Sequence[Path | str], fig_dir: Path | str) -> li
     if panels:
         order = [k for k in ("knn", "stopgrad", "logdet", "kde") if k in panels]
         paths += figA6_losses({k: panels[k] for k in order}, fig_dir / "figA6_losses")
-    if len({ev["state_dim"] for ev, _ in runs}) > 1:
-        paths += figA7_dims([ev for ev, _ in runs], fig_dir / "figA7_dims")
+    a7 = [ev for ev, _ in runs if ev.get("renderer") == "random_mlp"]
+    if a7:
+        paths += figA7_dims(a7, fig_dir / "figA7_dims")
     return paths
