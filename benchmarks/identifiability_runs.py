@@ -38,7 +38,7 @@ def main() -> None:
         print(f"data: {a.n_train} train / {a.n_test} test sequences in {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"torch threads per run: set by the config (default 1); torch {torch.__version__}")
     head = (f"{'run':14s} {'seed':>4s} {'steps':>6s} {'train s':>8s} {'eval s':>7s} {'R2 unc':>7s} {'R2 all':>7s} "
-            f"{'notebk':>7s} {'orient b->a':>11s} | {'rand unc/all':>13s} {'pca unc/all':>13s} {'pix unc/all':>13s}")
+            f"{'notebk':>7s} {'orient b->a':>11s} | {'rand unc/all':>13s} {'pixPCA unc/all':>13s} {'pixOLS unc/all':>13s}")
     print(head, flush=True)
     for spec in a.run:
         name, over, seed = spec.split("|")
@@ -55,8 +55,8 @@ def main() -> None:
               f"{r['learned/r2_all']:7.3f} {r['learned/r2_notebook']:7.3f} "
               f"{r['grid_before/orientation_consistency']:5.2f}->{r['grid_after/orientation_consistency']:4.2f} | "
               f"{r['random_init/r2_unclamped']:6.3f}/{r['random_init/r2_all']:6.3f} "
-              f"{r['pca/r2_unclamped']:6.3f}/{r['pca/r2_all']:6.3f} "
-              f"{r['raw_pixels/r2_unclamped']:6.3f}/{r['raw_pixels/r2_all']:6.3f}", flush=True)
+              f"{r['pixels_pca_unsupervised/r2_unclamped']:6.3f}/{r['pixels_pca_unsupervised/r2_all']:6.3f} "
+              f"{r['pixels_ols_supervised/r2_unclamped']:6.3f}/{r['pixels_ols_supervised/r2_all']:6.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -472,7 +472,7 @@ def test_train_evaluate_and_figures(data_dir, tmp_path):
     hist = json.loads((tmp_path / "run" / "history.json").read_text())["epochs"]
     assert all("test/r2_unclamped_subsetfit" in e and "train/entropy_logdet" in e for e in hist)
     ev = T.evaluate(tmp_path / "run", data_dir)
-    for row in ("learned", "random_init", "raw_pixels", "pca"):
+    for row in ("learned", "random_init", "pixels_ols_supervised", "pixels_pca_unsupervised"):
         assert -10 < ev[f"{row}/r2_all"] <= 1 and -10 < ev[f"{row}/r2_unclamped"] <= 1
     assert ev["state_dim"] == 3 and ev["encoder_layers"] == 1
     for name in ("before", "after"):

@@ -81,12 +81,12 @@ def test_stage_chain_writes_every_seed_and_baselines(tmp_path, monkeypatch):
     run_stage(_job("identifiability.summarize", {}, evals, outs))
     m = json.loads(outs["metrics"].read_text())
     assert m["profile"] == "test" and m["seeds"] == [1, 2] and m["knn/seeds"] == [1, 2]
-    for row in ("learned", "random_init", "pca", "raw_pixels"):
+    for row in ("learned", "random_init", "pixels_pca_unsupervised", "pixels_ols_supervised"):
         assert -10 < m[f"stopgrad/{row}_r2_unclamped_mean"] <= 1
     assert m["knn/encoder"] == "1x16" and m["knn/loss"] == "knn"
     rows = list(csv.DictReader(outs["table"].open()))
     assert [(r["name"], r["seed"]) for r in rows] == [("knn", "1"), ("knn", "2"), ("stopgrad", "1"), ("stopgrad", "2")]
-    assert all(r["random_init_r2_unclamped"] and r["raw_pixels_r2_all"] for r in rows)
+    assert all(r["random_init_r2_unclamped"] and r["pixels_ols_supervised_r2_all"] for r in rows)
     paper = list(csv.DictReader(outs["paper_table"].open()))
     assert paper[0]["metric"] == "knn/learned_r2_unclamped_mean" and float(paper[0]["ours"]) == pytest.approx(
         m["knn/learned_r2_unclamped_mean"])

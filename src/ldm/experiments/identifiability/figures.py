@@ -117,8 +117,8 @@ def figA6_losses(panels: Mapping[str, Mapping[str, Any]], stem: Path | str) -> l
 
 
 def figA7_dims(rows: Sequence[Mapping[str, Any]], stem: Path | str, key: str = "learned/r2_unclamped",
-               baselines: Sequence[str] = ("random_init/r2_unclamped", "pca/r2_unclamped",
-                                           "raw_pixels/r2_unclamped")) -> list[Path]:
+               baselines: Sequence[str] = ("random_init/r2_unclamped", "pixels_pca_unsupervised/r2_unclamped",
+                                           "pixels_ols_supervised/r2_unclamped")) -> list[Path]:
     """Fig. A7: held-out affine R² against the latent (state) dimension; one dot per run and seed, lines
     through the seed means; baselines dashed. ``rows`` = eval.json dicts (with ``state_dim``)."""
     fig, ax = plt.subplots(figsize=(4.2, 3.2))
