@@ -236,3 +236,20 @@ def test_stage_chain_table_has_every_seed_baselines_and_cebra_band(tmp_path, mon
     assert cebra == {"cebra_behavior": 5.4, "cebra_time": 4.7, "cebra_pca": 22.4}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["seeds"] == [1, 2] and "ours_mlp_coverage_95_mean" in metrics and "knn_raw_median_error_cm_mean" in metrics
+
+
+def test_linear_readout_noise_is_what_the_latent_uncertainty_leaves():
+    from ldm.evaluation.position_decoding import LinearReadout
+
+    rng = np.random.default_rng(1)
+    T = 4000
+    m = rng.standard_normal((T, 2))
+    P = np.repeat((0.2 * np.eye(2))[None], T, 0)
+    h = m + rng.standard_normal((T, 2)) * np.sqrt(0.2)
+    y = h @ np.array([1.0, 0.5]) + 0.3 * rng.standard_normal(T)  # readout noise sd 0.3
+    lin = LinearReadout.fit(m, y, P=P)
+    assert abs(np.sqrt(lin.noise_var) - 0.3) < 0.05, lin.noise_var
+    m2 = rng.standard_normal((T, 2))
+    y2 = (m2 + rng.standard_normal((T, 2)) * np.sqrt(0.2)) @ np.array([1.0, 0.5]) + 0.3 * rng.standard_normal(T)
+    _, lo, hi = lin.interval(m2, P)
+    assert 0.93 < np.mean((y2 >= lo) & (y2 <= hi)) < 0.97

@@ -4,7 +4,7 @@ with every baseline measured on the same split in the same run.
 The whole recording is encoded and filtered as one causal sequence (unsupervised; no labels enter); the
 readouts are fitted on the training block (first 80 % of the bins) and scored on the held-out block:
 
-* ours: linear readout (analytic 95 % interval, w^T P_t w + residual variance), MLP readout (95 % interval
+* ours: linear readout (analytic 95 % interval, w^T P_t w + readout noise), MLP readout (95 % interval
   from 1000 samples of N(h_t, P_t)), direction by logistic regression;
 * random init: the same model at its initialisation (same seed), same readouts;
 * PCA: PCA of the binned spikes to the latent's dimension, same readouts (no latent uncertainty);
@@ -67,12 +67,12 @@ def evaluate(cfg: Mapping[str, Any], spikes_path: Path | str, run_dir: Path | st
 
     f = filter_series(model, x)
     ours = latent_readouts(f["h"][tr][ktr], y_tr, d_tr, f["h"][te][kte], y_te, d_te, f["P"][te][kte],
-                           n_samples=n_samples, seed=seed)
+                           n_samples=n_samples, seed=seed, P_tr=f["P"][tr][ktr])
     res.update(_flat("ours", ours))
 
     f0 = filter_series(build_model(mcfg), x)
     rnd = latent_readouts(f0["h"][tr][ktr], y_tr, d_tr, f0["h"][te][kte], y_te, d_te, f0["P"][te][kte],
-                          n_samples=n_samples, seed=seed)
+                          n_samples=n_samples, seed=seed, P_tr=f0["P"][tr][ktr])
     res.update(_flat("random_init", rnd))
 
     from sklearn.decomposition import PCA

@@ -2,8 +2,11 @@
 its baselines, on held-out time.
 
 * :class:`LinearReadout`: ridge regression position = w^T h + c on the filtered mean. Its predictive
-  distribution is analytic: with h_t ~ N(m_t, P_t), w^T h_t + c ~ N(w^T m_t + c, w^T P_t w); adding the
-  readout's residual variance s^2 (training block) gives the predictive variance w^T P_t w + s^2.
+  distribution is analytic: with h_t ~ N(m_t, P_t), w^T h_t + c ~ N(w^T m_t + c, w^T P_t w); the readout's
+  own noise s^2 is what the latent uncertainty leaves of the training residual variance,
+  s^2 = max(0, Var_train(y - w^T m - c) - mean_train(w^T P_t w)), so the predictive variance is
+  w^T P_t w + s^2 (moment-matched on the training block; without latent covariances s^2 = the residual
+  variance).
 * :class:`MLPReadout`: an MLP (one hidden layer) trained on the latent *mean*; the 95 % interval is the
   2.5-97.5 % quantile range of the MLP outputs over ``n_samples`` draws of N(m_t, P_t) (paper: 1000).
 * :func:`decoding_metrics`: median |error| (cm), R² of position, coverage of the intervals.
@@ -45,26 +48,34 @@ class LinearReadout:
     w: np.ndarray
     c: float
     residual_var: float
+    latent_var_train: float = 0.0
+
+    @property
+    def noise_var(self) -> float:
+        """Readout noise s^2: the training residual variance not explained by the latent uncertainty."""
+        return max(self.residual_var - self.latent_var_train, 0.0)
 
     @classmethod
-    def fit(cls, h: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> "LinearReadout":
+    def fit(cls, h: np.ndarray, y: np.ndarray, ridge: float = 1e-3, P: Optional[np.ndarray] = None) -> "LinearReadout":
+        """Ridge fit on the means ``h``; ``P`` (training covariances) splits the residual variance."""
         mu, ym = h.mean(0), y.mean()
         hc = h - mu
         w = np.linalg.solve(hc.T @ hc + ridge * len(h) * np.eye(h.shape[1]), hc.T @ (y - ym))
         c = float(ym - mu @ w)
         res = y - (h @ w + c)
-        return cls(w=w, c=c, residual_var=float(res.var()))
+        lat = float(np.einsum("i,tij,j->t", w, P, w).mean()) if P is not None else 0.0
+        return cls(w=w, c=c, residual_var=float(res.var()), latent_var_train=lat)
 
     def predict(self, h: np.ndarray) -> np.ndarray:
         return h @ self.w + self.c
 
     def interval(self, h: np.ndarray, P: Optional[np.ndarray] = None, include_residual: bool = True
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(mean, lo, hi) of the 95 % predictive interval: var = w^T P_t w (+ residual variance)."""
+        """(mean, lo, hi) of the 95 % predictive interval: var = w^T P_t w (+ readout noise s^2)."""
         mean = self.predict(h)
         var = np.zeros(len(h)) if P is None else np.einsum("i,tij,j->t", self.w, P, self.w)
         if include_residual:
-            var = var + self.residual_var
+            var = var + (self.noise_var if P is not None else self.residual_var)
         sd = np.sqrt(np.maximum(var, 0.0))
         return mean, mean - Z95 * sd, mean + Z95 * sd
 
@@ -137,15 +148,16 @@ def knn_decoder(f_train: np.ndarray, y_train: np.ndarray, d_train: np.ndarray, f
 
 def latent_readouts(h_tr: np.ndarray, y_tr: np.ndarray, d_tr: np.ndarray, h_te: np.ndarray, y_te: np.ndarray,
                     d_te: np.ndarray, P_te: Optional[np.ndarray], n_samples: int = 1000, seed: int = 0,
-                    mlp_hidden: int = 100) -> dict[str, Any]:
+                    mlp_hidden: int = 100, P_tr: Optional[np.ndarray] = None) -> dict[str, Any]:
     """Linear (analytic interval) and MLP (sampled interval) readouts of position plus the direction
     readout, fitted on the training block and scored on the held-out block. ``P_te`` None: no latent
     uncertainty (baselines such as PCA) -- the intervals then come from the readout residual only (linear)
-    or are absent (MLP)."""
-    lin = LinearReadout.fit(h_tr, y_tr)
+    or are absent (MLP). ``P_tr``: training covariances for the linear readout's noise split."""
+    lin = LinearReadout.fit(h_tr, y_tr, P=P_tr)
     m, lo, hi = lin.interval(h_te, P_te, include_residual=True)
     res: dict[str, Any] = {f"linear/{k}": v for k, v in decoding_metrics(y_te, m, lo, hi).items()}
     res["linear/residual_sd_cm"] = float(100 * np.sqrt(lin.residual_var))
+    res["linear/readout_noise_sd_cm"] = float(100 * np.sqrt(lin.noise_var if P_te is not None else lin.residual_var))
     res["arrays"] = {"linear_mean": m, "linear_lo": lo, "linear_hi": hi}
     if P_te is not None:
         _, lo0, hi0 = lin.interval(h_te, P_te, include_residual=False)
