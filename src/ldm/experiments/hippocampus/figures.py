@@ -18,11 +18,17 @@ import numpy as np  # noqa: E402
 from ldm.pipeline.io import save_figure as save  # noqa: E402
 
 
+def _bin_axis(lat: Mapping[str, np.ndarray], T: int) -> np.ndarray:
+    """Seconds along the held-out bins as they are concatenated (running-only data has gaps in real time)."""
+    dt = float(np.median(np.diff(lat["time"][: max(T, 2)]))) if len(lat["time"]) > 1 else 0.025
+    return np.arange(T) * dt
+
+
 def decoded_position(lat: Mapping[str, np.ndarray], ev: Mapping[str, Any], stem: Path | str, n_bins: int = 800) -> list[Path]:
     """Fig. 4E-G style: true position and the decoded position with its 95 % band over a held-out stretch,
     for the MLP readout (sampled interval) and the linear readout (analytic interval)."""
     T = min(int(n_bins), len(lat["position"]))
-    t = lat["time"][:T] - lat["time"][0]
+    t = _bin_axis(lat, T)
     fig, axes = plt.subplots(2, 1, figsize=(11.0, 5.2), sharex=True)
     for ax, key, label in ((axes[0], "mlp", "MLP readout, 95 % from 1000 samples of N(h, P)"),
                            (axes[1], "linear", "linear readout, analytic 95 %")):
@@ -34,7 +40,7 @@ def decoded_position(lat: Mapping[str, np.ndarray], ev: Mapping[str, Any], stem:
         ax.set_title(f"{label}: median error {ev[f'ours/{key}/median_error_cm']:.1f} cm, "
                      f"coverage {100 * ev[f'ours/{key}/coverage_95']:.1f} % (whole held-out block)", fontsize=9)
     axes[0].legend(fontsize=7, loc="upper right", ncol=3)
-    axes[1].set_xlabel("held-out time (s, running bins concatenated)")
+    axes[1].set_xlabel("held-out running time (s; bins concatenated, pauses cut as in CEBRA)")
     fig.tight_layout()
     return save(fig, stem)
 
@@ -92,9 +98,9 @@ def noise_panels(lat: Mapping[str, np.ndarray], ev: Mapping[str, Any], stem: Pat
     ax.set_title(f"calibration (coverage {100 * ev['ours/linear/coverage_95']:.1f} %)", fontsize=9)
     ax = axes[2]
     T = min(n_bins, len(pop))
-    t = lat["time"][:T] - lat["time"][0]
+    t = _bin_axis(lat, T)
     ax.plot(t, 100 * 1.96 * sd[:T], color="C0", lw=0.8, label="95 % half-width (cm)")
-    ax.set_xlabel("held-out time (s)")
+    ax.set_xlabel("held-out running time (s)")
     ax.set_ylabel("95 % half-width (cm)", color="C0")
     ax2 = ax.twinx()
     ax2.plot(t, ov[:T], color="C1", lw=0.6)
