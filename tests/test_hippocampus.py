@@ -165,8 +165,8 @@ def test_kill_and_resume_gives_identical_metrics(tmp_path, monkeypatch):
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    ra, _ = evaluate({}, spikes, tmp_path / "full", n_samples=50, knn_k=5)
-    rb, _ = evaluate({}, spikes, tmp_path / "resumed", n_samples=50, knn_k=5)
+    ra, _ = evaluate(spikes, tmp_path / "full", n_samples=50, knn_k=5)
+    rb, _ = evaluate(spikes, tmp_path / "resumed", n_samples=50, knn_k=5)
     drop = ("eval_time_s",)
     assert {k: v for k, v in ra.items() if k not in drop} == {k: v for k, v in rb.items() if k not in drop}
 

@@ -43,9 +43,11 @@ def true_tuning_from_meta(meta: Mapping[str, Any], grid: np.ndarray) -> Optional
     return tuning_curves(PlaceCellSimulation(**params), grid)
 
 
-def evaluate(cfg: Mapping[str, Any], spikes_path: Path | str, run_dir: Path | str,
+def evaluate(spikes_path: Path | str, run_dir: Path | str,
              meta_path: Optional[Path | str] = None, n_samples: int = 1000, knn_k: int = 36) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Metrics (flat keys ``<method>/<metric>``) and the arrays for the figures (held-out block)."""
+    """Metrics (flat keys ``<method>/<metric>``) and the arrays for the figures (held-out block) of the model in
+    ``run_dir`` (its settings come with ``model.pt``); ``meta_path``: the data's meta.json (stand-in: the
+    simulation whose tuning curves give the Bayesian bound)."""
     from ldm.training.kalman_spikes import build_model, filter_series, load_model
 
     t0 = time.perf_counter()
@@ -85,7 +87,6 @@ def evaluate(cfg: Mapping[str, Any], spikes_path: Path | str, run_dir: Path | st
     knn = knn_decoder(series.counts[tr][ktr], y_tr, d_tr, series.counts[te][kte], y_te, d_te, k=knn_k)
     res.update(_flat("knn_raw", knn))
 
-    grid = np.arange(0.0, 1.6 + 1e-9, GRID_STEP)
     bin_size = float(meta.get("bin_size", 0.025))
     lo_hi = (np.nanmin(series.position), np.nanmax(series.position))
     grid = np.arange(min(0.0, lo_hi[0]), max(1.6, lo_hi[1]) + 1e-9, GRID_STEP)

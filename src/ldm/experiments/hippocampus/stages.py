@@ -99,7 +99,7 @@ def evaluate(job: Job) -> None:
     from ldm.evaluation.kalman_spikes import evaluate as evaluate_run
     from ldm.pipeline.io import save_npz, write_json
 
-    res, arrays = evaluate_run({}, job.input["spikes"], Path(job.input["model"]).parent, job.input["meta"],
+    res, arrays = evaluate_run(job.input["spikes"], Path(job.input["model"]).parent, job.input["meta"],
                                n_samples=job.settings["n_samples"], knn_k=job.settings["knn_k"])
     write_json(job.output["eval"], res)
     save_npz(job.output["latents"], **arrays)
