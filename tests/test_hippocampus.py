@@ -232,6 +232,7 @@ def test_stage_chain_table_has_every_seed_baselines_and_cebra_band(tmp_path, mon
     for seed in ("1", "2"):
         for m in ("ours/mlp", "ours/linear", "random_init/mlp", "pca/linear", "knn_raw", "bayes_empirical"):
             assert (m, seed) in methods
+    assert all(r["direction_accuracy"] != "" for r in rows if r["method"] in ("ours/mlp", "ours/linear", "knn_raw"))
     cebra = {r["method"]: float(r["median_error_cm"]) for r in rows if r["method"].startswith("cebra")}
     assert cebra == {"cebra_behavior": 5.4, "cebra_time": 4.7, "cebra_pca": 22.4}
     metrics = json.loads((out / "metrics.json").read_text())

@@ -137,7 +137,8 @@ def summarize(job: Job) -> None:
             if f"{key}/median_error_cm" not in ev:
                 continue
             rows.append({"method": key, "description": label, "seed": ev["seed"], "split": "80/20 by time",
-                         "data": ev.get("source", ""), **{m: ev.get(f"{key}/{m}", "") for m in METRICS}})
+                         "data": ev.get("source", ""),
+                         **{m: ev.get(f"{key}/{m}", ev.get(f"{key.split('/')[0]}/{m}", "")) for m in METRICS}})
     for key, (value, source) in REFERENCE.items():
         rows.append({"method": key, "description": source, "seed": "", "split": "3-fold trial split (published)",
                      "data": "real Achilles", "median_error_cm": value})
