@@ -96,6 +96,32 @@ def _rest_position(lin: np.ndarray, track_length: float) -> np.ndarray:
     return np.where(valid, lin, ends)
 
 
+def _draw_cells(sim: PlaceCellSimulation, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Place fields per excitatory unit and direction (0: rightward, 1: leftward) and background rates of
+    all units, drawn right after the trajectory (the order fixes the simulation of a seed)."""
+    n_units = sim.n_excitatory + sim.n_inhibitory
+    has_field = rng.random((sim.n_excitatory, 2)) < sim.p_field
+    centre = rng.uniform(0, sim.track_length, size=(sim.n_excitatory, 2))
+    sigma = rng.uniform(*sim.field_sigma, size=(sim.n_excitatory, 2))
+    peak = np.minimum(sim.peak_rate_max, sim.peak_rate_median * np.exp(sim.peak_rate_sigma * rng.standard_normal((sim.n_excitatory, 2))))
+    background = rng.uniform(*sim.background_rate, size=n_units)
+    return has_field, centre, sigma, peak, background
+
+
+def tuning_curves(sim: PlaceCellSimulation, grid: np.ndarray) -> np.ndarray:
+    """The simulation's true running rates (Hz) of the excitatory units, [len(grid), 2 (right, left), n_exc]:
+    background + Gaussian place field; the ground truth of the simulation's Bayesian-decoder bound."""
+    rng = np.random.default_rng(sim.seed)
+    simulate_trajectory(sim, rng)
+    has_field, centre, sigma, peak, background = _draw_cells(sim, rng)
+    x = np.asarray(grid, float)[:, None]
+    rates = np.empty((len(grid), 2, sim.n_excitatory))
+    for j in range(2):
+        rates[:, j] = background[: sim.n_excitatory] + has_field[:, j] * peak[:, j] * np.exp(
+            -0.5 * ((x - centre[:, j]) / sigma[:, j]) ** 2)
+    return rates
+
+
 def simulate_session(sim: PlaceCellSimulation) -> dict:
     """Simulate the whole session: spike trains, position samples, epochs (absolute session clock)."""
     rng = np.random.default_rng(sim.seed)
@@ -104,12 +130,7 @@ def simulate_session(sim: PlaceCellSimulation) -> dict:
     t_rel, lin, direction = simulate_trajectory(sim, rng)
     t_pos = maze_start + t_rel
     n_units = sim.n_excitatory + sim.n_inhibitory
-    # place fields: per unit and direction (0: rightward, 1: leftward)
-    has_field = rng.random((sim.n_excitatory, 2)) < sim.p_field
-    centre = rng.uniform(0, sim.track_length, size=(sim.n_excitatory, 2))
-    sigma = rng.uniform(*sim.field_sigma, size=(sim.n_excitatory, 2))
-    peak = np.minimum(sim.peak_rate_max, sim.peak_rate_median * np.exp(sim.peak_rate_sigma * rng.standard_normal((sim.n_excitatory, 2))))
-    background = rng.uniform(*sim.background_rate, size=n_units)
+    has_field, centre, sigma, peak, background = _draw_cells(sim, rng)
     inter_rate = sim.interneuron_rate_median * np.exp(0.4 * rng.standard_normal(sim.n_inhibitory))
     speed = np.abs(np.gradient(np.nan_to_num(lin), POSITION_PERIOD))
     speed[np.isnan(lin)] = 0.0
@@ -141,7 +162,8 @@ def simulate_session(sim: PlaceCellSimulation) -> dict:
         "xy": xy,
         "direction": direction,
         "epochs": [("PREEpoch", 0.0, maze_start), ("MazeEpoch", maze_start, maze_stop), ("POSTEpoch", maze_stop, maze_stop + sim.post_duration)],
-        "fields": {"has_field": has_field, "centre": centre, "sigma": sigma, "peak": peak},
+        "fields": {"has_field": has_field, "centre": centre, "sigma": sigma, "peak": peak,
+                   "background": background[: sim.n_excitatory]},
     }
 
 

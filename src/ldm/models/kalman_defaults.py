@@ -18,7 +18,7 @@ DEFAULTS: dict[str, Any] = {
         "hidden_dim": 100,
         "state_dim": 2,
         "latent_dim": 2,
-        "obs_noise": "fixed",  # fixed | inferred | state
+        "obs_noise": "fixed",  # fixed | inferred | input | state
         "process_noise": "fixed",  # fixed | error | observation+prediction
         "pred_steps": 4,
         "rho_max": 1.02,
@@ -37,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
         "min_lr_factor": 0.25,  # linear schedule: final factor
         "lr_scale_batch": 256,
         "multipliers": {"encoder": 1.0, "kalman": 100.0, "process_net": 10.0,
-                        "obs_net_inferred": 0.03, "obs_net_state": 1.0},
+                        "obs_net_inferred": 0.03, "obs_net_state": 1.0,
+                        "obs_net_input": 1.0},
         "probe_lr": 0.5,
         "noise_probe_lr": 0.5,
         "max_steps": None,  # stop early (smoke profile)

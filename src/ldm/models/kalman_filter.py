@@ -8,7 +8,8 @@ the fixed D = [I_L 0],
 with a learned full transition A (spectral radius kept <= ``rho_max`` by a differentiable rescale in the
 forward pass), offset b, diagonal process noise ``Sigma_A = e^s diag(exp l_A) (+ input-driven term)`` and
 observation noise ``Sigma_D = e^s I`` (fixed), ``e^s diag(g(x_t) + 1e-5)`` (inferred from the frame by a
-variance network, Fig. A4) or ``e^s exp(MLP(h_{t-1}))`` (state-dependent). One scalar s scales both.
+variance network, Fig. A4), ``e^s (softplus(MLP(x_t)) + 1e-5)`` (``input``: inferred from a non-image input
+such as a bin of spike counts, Sec. 6.1 hippocampus) or ``e^s exp(MLP(h_{t-1}))`` (state-dependent). One scalar s scales both.
 
 The filter runs on whole batches of sequences as tensors ([B, T, L] in, [B, T, S] out). Gains and
 log-determinants use Cholesky factorisations (``cholesky_solve``), never explicit inverses. When neither
@@ -26,7 +27,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-OBS_NOISE_MODES = ("fixed", "inferred", "state")
+OBS_NOISE_MODES = ("fixed", "inferred", "input", "state")
 PROCESS_NOISE_MODES = ("fixed", "error", "observation+prediction")
 
 
@@ -100,6 +101,26 @@ class VarianceNet(nn.Module):
         y = self.gain * x
         y = (y - y.mean(-1, keepdim=True)) ** 2
         return torch.relu(self.l2(torch.relu(self.l1(y))))
+
+
+class InputVarianceNet(nn.Module):
+    """Input-dependent observation variance for non-image inputs (spike counts; paper Sec. 6.1 hippocampus):
+    g(x) = softplus(W2 ReLU(W1 log(1 + x) + b1) + b2) >= 0, one variance per latent dimension. log(1 + x)
+    tames the skewed count distribution; the output bias starts at softplus^-1(1) so that g ~ 1 at init."""
+
+    def __init__(self, input_dim: int, latent_dim: int, hidden_dim: int = 100,
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__()
+        self.l1 = nn.Linear(input_dim, hidden_dim)
+        self.l2 = nn.Linear(hidden_dim, latent_dim)
+        with torch.no_grad():
+            bound = 1.0 / hidden_dim ** 0.5
+            self.l2.weight.uniform_(-0.1 * bound, 0.1 * bound, generator=generator)
+            self.l2.bias.fill_(0.5413)  # softplus(0.5413) = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.log1p(torch.clamp(x, min=0.0))
+        return torch.nn.functional.softplus(self.l2(torch.relu(self.l1(y))))
 
 
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
@@ -190,6 +211,8 @@ class KalmanFilter(nn.Module):
         self.process_net: Optional[nn.Module] = None
         if obs_noise == "inferred":
             self.obs_net = VarianceNet(input_dim, self.L, generator=generator)
+        elif obs_noise == "input":
+            self.obs_net = InputVarianceNet(input_dim, self.L, generator=generator)
         elif obs_noise == "state":
             self.obs_net = _mlp(self.S, 100, self.L)
         if process_noise != "fixed":
@@ -211,9 +234,9 @@ class KalmanFilter(nn.Module):
         scale = self.log_scale.exp()
         if self.obs_noise == "fixed":
             return (scale * torch.ones(1, T, self.L, dtype=scale.dtype, device=scale.device))
-        if self.obs_noise == "inferred":
+        if self.obs_noise in ("inferred", "input"):
             if frames is None:
-                raise ValueError("kalman: obs_noise='inferred' needs the frames")
+                raise ValueError(f"kalman: obs_noise={self.obs_noise!r} needs the inputs")
             return scale * (self.obs_net(frames) + self.obs_var_floor)
         raise RuntimeError("state-dependent observation noise is computed inside the recursion")
 
@@ -264,6 +287,7 @@ class KalmanFilter(nn.Module):
                 Se = Pm[:, :L, :L] + torch.diag_embed(R[:, t])
                 KT = spd_solve(Se, Pm[:, :L, :])  # K^T = S_e^{-1} D P^-   [Bc, L, S]
                 P = Pm - KT.mT @ Pm[:, :L, :]
+                P = 0.5 * (P + P.mT)  # per-sequence covariances: keep them symmetric in float32
                 Pm_l.append(Pm)
                 Se_l.append(Se)
                 KT_l.append(KT)

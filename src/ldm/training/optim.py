@@ -26,7 +26,7 @@ def build_optimizer(model: torch.nn.Module, optim_cfg: Mapping[str, Any]) -> tor
         groups.append({"name": "process_net", "params": list(kf.process_net.parameters()),
                        "lr": base * mult["process_net"]})
     if kf.obs_net is not None:
-        key = "obs_net_inferred" if kf.obs_noise == "inferred" else "obs_net_state"
+        key = {"inferred": "obs_net_inferred", "input": "obs_net_input"}.get(kf.obs_noise, "obs_net_state")
         groups.append({"name": "obs_net", "params": list(kf.obs_net.parameters()), "lr": base * mult[key]})
     groups.append({"name": "pos_probe", "params": list(model.pos_probe.parameters()),
                    "lr": float(cfg["probe_lr"]) * scale})
