@@ -314,7 +314,7 @@ class BatchAugment:
             x[sel] = _gaussian_blur(x[sel], p["sigma"][sel])
         sol = p["solarize"]
         if bool(sol.any()):
-            x = torch.where(sol.view(-1, 1, 1, 1) & (x >= cfg.solarize_threshold), 1.0 - x, x)
+            x = torch.where(sol.view(-1, 1, 1, 1) & (x >= cfg.solarize_threshold - 1e-5), 1.0 - x, x)
         mean = torch.as_tensor(cfg.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.as_tensor(cfg.std, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std

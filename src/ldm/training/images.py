@@ -239,6 +239,8 @@ def train(
 
     def step_fn(batch, step: int):
         idx, key = batch
+        if step_hook is not None:
+            step_hook(step)
         lr = set_lr(optimizer, step, total, warmup)
         x = images[idx.to(device.device)]
         y = labels[idx.to(device.device)]
@@ -258,8 +260,6 @@ def train(
             with torch.autocast(device.device.type, enabled=False):
                 h_opt, h_other = entropy_pair(objective, z1g, z2g)
             metrics = {"grad_cos": grad_cosine(h_opt, h_other, ssl_params), "lr": lr}
-        if step_hook is not None:
-            step_hook(step)
         return loss, terms, metrics
 
     test_x = None
