@@ -69,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "grad_cos_every": 50,
     "eval_every": 1,
     "sync_bn": True,
+    "train_subset": None,  # pretrain on the first N training images (images.md §8: 10 k of CIFAR-10)
 }
 
 
@@ -214,6 +215,8 @@ def train(
     B = int(o["batch_size"])
     if B % size:
         raise ValueError(f"images.optim.batch_size={B} is not divisible by the world size {size}")
+    if cfg.get("train_subset"):
+        train_images, train_labels = train_images[:int(cfg["train_subset"])], train_labels[:int(cfg["train_subset"])]
     n = len(train_images)
     if n < B:
         raise ValueError(f"images: batch_size {B} exceeds the {n} training images")
@@ -225,7 +228,7 @@ def train(
     optimizer = build_lars(model, model.classifier, o, B)
     objective = build_objective({**cfg["objective"], "float_parts": False})
     augment = BatchAugment(AugmentConfig.from_dict(cfg["augment"]))
-    images = train_images.to(device.device)
+    images = torch.as_tensor(np.asarray(train_images)).to(device.device)
     labels = train_labels.to(device.device)
     seed = int(cfg["seed"])
     ssl_params = [p for name, p in model.named_parameters() if not name.startswith("classifier.")]
