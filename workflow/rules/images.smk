@@ -21,15 +21,14 @@ IMAGES_EMBS = {f"emb_{d}_{r}_seed{s}": f"results/images/{d}/{r}/seed{s}/embeddin
 IMAGES_BASELINES = {f"baselines_{d}_seed{s}": f"results/images/{d}/baselines/seed{s}/baselines.json" for d, s in IMAGES_BASES}
 
 
-def _images_file(wildcards, key):
-    """The splits a job reads: the prepared npz artifact (labels inside), or ImageNet-100 decoded to arrays."""
-    d = wildcards.dataset
-    if d == "imagenet100":
-        return "data/imagenet100/meta.json" if key == "meta" else f"data/imagenet100/decoded/{key.replace('train', 'train_images', 1) if key == 'train' else key.replace('test', 'test_images', 1) if key == 'test' else key}.npy"
-    return f"data/{d}/meta.json" if key == "meta" else f"data/{d}/{key.split('_')[0]}.npz"
-
-
-IMAGES_DATA = {k: (lambda wc, k=k: _images_file(wc, k)) for k in ("train", "train_labels", "test", "test_labels", "meta")}
+# The splits a job reads: the prepared npz artifact (labels inside), or ImageNet-100 decoded to .npy arrays.
+IMAGES_NPY = {"train": "train_images", "train_labels": "train_labels", "test": "test_images", "test_labels": "test_labels"}
+IMAGES_DATA = {
+    k: (lambda wc, k=k: (f"data/{wc.dataset}/meta.json" if k == "meta" else
+                         f"data/imagenet100/decoded/{IMAGES_NPY[k]}.npy" if wc.dataset == "imagenet100" else
+                         f"data/{wc.dataset}/{k.split('_')[0]}.npz"))
+    for k in ("train", "train_labels", "test", "test_labels", "meta")
+}
 
 
 rule images:
