@@ -301,3 +301,58 @@ def test_ddp_gather_with_gradient_matches_one_process(tmp_path):
         assert abs(float(loss) - ddp_loss) < 1e-5, oc
         for p, g in zip(net.parameters(), ddp_grads):
             assert torch.allclose(p.grad, g, atol=1e-5), oc
+
+
+# ---------------------------------------------------------------- stage chain (train -> evaluate, baselines -> summarize, figures)
+def test_stage_chain_tables_and_figures(tmp_path):
+    import json
+
+    from ldm.data.artifacts import write_image_artifact
+    from ldm.experiments.images import stages as st
+    from ldm.pipeline.stages import Job
+
+    g = np.random.default_rng(0)
+    data = tmp_path / "data"
+    splits = {s: (g.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8), np.arange(n) % 3) for s, n in (("train", 64), ("test", 30))}
+    write_image_artifact(data, splits, {"name": "cifar10", "source": "stand-in", "description": "test", "classes": ["a", "b", "c"]})
+    config = {"profile": "test", "compute": {"device": "cpu"}, "images": {
+        "datasets": ["cifar10"], "rows": ["plane_knn", "sphere_kde_mi"], "seeds": [1, 2],
+        "defaults": {"model": {"width": 0.0625, "projector_scale": 1 / 64}, "augment": {"size": 8},
+                     "optim": {"epochs": 2, "batch_size": 16, "warmup_epochs": 1}, "grad_cos_every": 2},
+        "evaluate": {"jacobian_images": 2, "knn_k": 10, "tsne_points": 30, "tsne_iter": 250}}}
+    io = {"train": data / "train.npz", "train_labels": data / "train.npz", "test": data / "test.npz",
+          "test_labels": data / "test.npz", "meta": data / "meta.json"}
+    evals, bases = {}, {}
+    for seed in (1, 2):
+        wc = {"dataset": "cifar10", "seed": str(seed)}
+        out = tmp_path / f"baselines{seed}.json"
+        st.baselines(Job("images.baselines", st._baseline_settings(config, wc), dict(io), {"baselines": out}, wc))
+        bases[f"baselines_cifar10_seed{seed}"] = out
+        for row in ("plane_knn", "sphere_kde_mi"):
+            wc = {"dataset": "cifar10", "row": row, "seed": str(seed)}
+            run = tmp_path / row / f"seed{seed}"
+            st.train(Job("images.train", st._train_settings(config, wc), dict(io),
+                         {"model": run / "model.pt", "history": run / "history.json"}, wc))
+            st.evaluate(Job("images.evaluate", st._eval_settings(config, wc),
+                            {**io, "model": run / "model.pt", "history": run / "history.json"},
+                            {"eval": run / "eval.json", "embeddings": run / "embeddings.npz"}, wc))
+            evals[f"eval_cifar10_{row}_seed{seed}"] = run / "eval.json"
+    b = json.loads((tmp_path / "baselines1.json").read_text())
+    assert 0 <= b["random_init_linear_top1"] <= 100 and 0 <= b["raw_pixels_linear_top1"] <= 100
+    ev = json.loads(evals["eval_cifar10_plane_knn_seed1"].read_text())
+    assert ev["grad_cos"] and len(ev["jacobian_logdet"]) == 2 and ev["embedding_dim"] == 32
+    tables = tmp_path / "tables"
+    outs = {"metrics": tmp_path / "metrics.json", "table": tables / "runs.csv", "table_a1": tables / "a1.csv",
+            "table_a1_md": tables / "a1.md", "paper_table": tables / "paper.csv"}
+    st.summarize(Job("images.summarize", st._summary_settings(config, {}), {**evals, **bases}, outs, {}))
+    runs = (tables / "runs.csv").read_text().splitlines()
+    assert len(runs) == 1 + 4  # every row x seed
+    md = (tables / "a1.md").read_text()
+    assert "Plane kNN" in md and "random-init network" in md and "raw pixels" in md and "92.07" in md
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["cifar10/plane_knn/seeds"] == [1, 2]
+    figs = tmp_path / "figures"
+    st.figures(Job("images.figures", {"tsne_points": 30, "tsne_iter": 250}, dict(evals), {"figures": figs}, {}))
+    names = {p.name for p in figs.glob("*.png")}
+    assert {"cifar10_spectrum.png", "cifar10_tsne.png", "cifar10_accuracy_vs_dim.png", "cifar10_grad_cos.png",
+            "cifar10_jacobian_logdet.png"} <= names

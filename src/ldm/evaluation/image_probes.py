@@ -100,5 +100,5 @@ def jacobian_logdet(fn, images: Tensor, eps: float = 1e-12) -> np.ndarray:
     for x in images:
         J = jacrev(fn)(x).reshape(-1, x.numel()).double()
         s = torch.linalg.svdvals(J)
-        out.append(float(2.0 * torch.log(s.clamp_min(eps)).sum()))
+        out.append(float(2.0 * torch.log(s.detach().clamp_min(eps)).sum()))
     return np.asarray(out)
