@@ -165,18 +165,13 @@ def _rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.to(torch.int64) % 6
-    p = (v * (1.0 - s)).clamp(0.0, 1.0)
-    q = (v * (1.0 - s * f)).clamp(0.0, 1.0)
-    t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0)
-    mask = i.unsqueeze(1) == torch.arange(6, device=i.device).view(1, -1, 1, 1)
-    a1 = torch.stack((v, q, p, p, t, v), 1)
-    a2 = torch.stack((t, v, v, q, p, p), 1)
-    a3 = torch.stack((p, p, t, v, v, q), 1)
-    a4 = torch.stack((a1, a2, a3), 1)  # (N, 3, 6, H, W)
-    return (a4 * mask.unsqueeze(1)).sum(2)
+    """HSV → RGB, channel c = v − v·s·clamp(min(k, 4 − k), 0, 1) with k = (n_c + 6h) mod 6, n = (5, 3, 1)
+    (the standard conversion, equal to torchvision's piecewise form)."""
+    n = torch.tensor([5.0, 3.0, 1.0], device=h.device, dtype=h.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + 6.0 * h.unsqueeze(1), 6.0)
+    f = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    vs = (v * s).unsqueeze(1)
+    return v.unsqueeze(1) - vs * f
 
 
 def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
