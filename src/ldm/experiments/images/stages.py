@@ -241,6 +241,11 @@ def evaluate_model(job: Job, model, cfg: Mapping[str, Any], ev: Mapping[str, Any
     hte, zte = ti.embed(model, vte, batch=int(ev["batch"]))
     lin = ip.linear_probe(htr, ytr, hte, yte, n_classes, l2=float(ev["probe_l2"]), max_iter=int(ev["probe_max_iter"]))
     knn = ip.knn_probe(htr, ytr, hte, yte, k=int(ev["knn_k"]), temperature=float(ev["knn_temperature"]), n_classes=n_classes)
+    from ldm.objectives.registry import build_objective
+
+    latent = getattr(build_objective(cfg["objective"]), "model", None)
+    if latent is not None and hasattr(latent, "embed"):
+        zte = latent.embed(zte)  # the latent space's embedding (sphere: L2-normalised, simplex: softmax)
     logits = ti.predict_logits(model, vte, batch=int(ev["batch"]))
     on1, on5 = ti.topk_accuracy(logits, yte, (1, 5))
     spec = ip.spectrum_stats(zte.numpy())
@@ -329,7 +334,7 @@ def summarize(job: Job) -> None:
             rows.append(row)
     metrics: dict[str, Any] = {
         "experiment": EXPERIMENT, "profile": job.settings["profile"], "seeds": job.settings["seeds"],
-        "source": "stand-in" if any("standin" in str(p) for p in job.input.values()) else "see data/<dataset>/meta.json",
+        "source": {ds: _source(ds) for ds in job.settings["datasets"]},
         "probes": "online = linear classifier trained on detached features during pretraining (the paper's number); "
                   "linear = offline softmax regression on frozen backbone features (L-BFGS); knn = weighted kNN "
                   "(cosine, k=200, T=0.07); top-1/top-5 in percent on the test split",
@@ -346,7 +351,7 @@ def summarize(job: Job) -> None:
     a1 = table_a1_rows(rows, base, job.settings)
     a1_cols = list(a1[0].keys()) if a1 else ["dataset", "row"]
     write_csv(job.output["table_a1"], a1, a1_cols)
-    md = table_a1_markdown(a1, job.settings)
+    md = table_a1_markdown(a1, {**job.settings, "source": metrics["source"]})
     atomic_write(job.output["table_a1_md"], lambda tmp: tmp.write_text(md))
     paper = {}
     for r in a1:
@@ -354,6 +359,17 @@ def summarize(job: Job) -> None:
             paper[f"{r['dataset']}/{r['row']}/online_top1_mean"] = (PAPER_A1[r["row"]][r["dataset"]][0],
                                                                    f"Table A1 {r['table_row']}, {r['dataset']} top-1 (online probe)")
     write_paper_table(job.output["paper_table"], metrics, paper)
+
+
+def _source(dataset: str) -> str:
+    """'stand-in' / 'real' from data/<dataset>/meta.json (relative to the working directory = repo root)."""
+    import json
+
+    meta = Path("data") / dataset / "meta.json"
+    try:
+        return str(json.loads(meta.read_text()).get("source", "unknown"))
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def table_a1_rows(rows: list[dict], base: Mapping[tuple[str, int], Mapping[str, Any]],
@@ -397,6 +413,7 @@ def table_a1_rows(rows: list[dict], base: Mapping[tuple[str, int], Mapping[str, 
 def table_a1_markdown(a1: list[dict[str, Any]], settings: Mapping[str, Any]) -> str:
     """Table A1 as markdown: ours (online / offline linear / kNN top-1 ± std over seeds) beside the paper's."""
     head = (f"# Table A1 — ours vs the paper\n\nProfile `{settings['profile']}`, seeds {settings['seeds']}. "
+            f"Data: {settings.get('source', {})} (a `stand-in` is NOT the named dataset; docs/datasets.md). "
             "Ours: mean ± std over seeds; `paper` = Table A1 online-probe top-1 / top-5 (full-scale runs, "
             "real datasets). Random-init and raw-pixel lines use the same probes on the same splits.\n\n"
             "| dataset | row | online top-1 | online top-5 | linear top-1 | linear top-5 | kNN top-1 | kNN top-5 | "
