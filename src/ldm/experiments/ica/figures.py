@@ -89,7 +89,8 @@ def plot_signal_histograms(
 
     Each signal is standardised to zero mean and unit variance; the assumed source density of
     the LDM objective (``source_model``: a source model or its name), rescaled to unit
-    variance, is overlaid on the recovered panel (Fig. 2B style).
+    variance, is overlaid on the recovered panel (Fig. 2B style); a per-source model's densities
+    must be in source order (the recovered signals are aligned to the sources).
     """
     Ys = align_to_sources(S, Y)
     panels = [("original sources $s_i$", S), ("mixed signals $x = A s$", X),

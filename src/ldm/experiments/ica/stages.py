@@ -155,6 +155,7 @@ def figures(job: Job) -> None:
     """Fig. 2 panels of one part (PNG + PDF), also logged as MLflow artifacts."""
     import os
 
+    from ldm.evaluation import ica as ica_eval
     from ldm.experiments.ica import figures as ica_figures
     from ldm.models import ica
     from ldm.pipeline.io import load_npz
@@ -168,8 +169,9 @@ def figures(job: Job) -> None:
     Y = fitted["W"] @ X
     settings = _fit_settings(job.settings["fit"], src.get("variances"))
     name = settings["source_model"]
-    if len(fitted["betas"]):  # an adaptive model: its fitted shapes
-        model: Any = ica.PerSourceGeneralizedGaussianSourceModel(betas=tuple(float(b) for b in fitted["betas"]))
+    if len(fitted["betas"]):  # an adaptive model: its fitted shapes, in source order (as the panels)
+        perm = ica_eval.matched_permutation(S, Y)
+        model: Any = ica.PerSourceGeneralizedGaussianSourceModel(betas=tuple(float(fitted["betas"][j]) for j in perm))
     else:
         model = ica.make_source_model(name, **{k: settings[k] for k in ica.SOURCE_MODEL_KEYS[name] if k in settings})
     written: list = []
