@@ -33,7 +33,7 @@ def test_unknown_key_named_with_allowed_keys() -> None:
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     assert "unknown config key 'ica.images.mixing.strength'" in str(err.value)
-    assert "a, angle_deg, kind" in str(err.value)
+    assert "a, angle_deg, condition_number, kind, matrix, min_pca_amari, seed" in str(err.value)
 
 
 def test_unknown_experiment_lists_allowed() -> None:

@@ -14,21 +14,33 @@ from ldm.experiments.ica.figures import (
     plot_recovered_images,
     plot_signal_histograms,
 )
+from ldm.evaluation.ica import (
+    align_to_sources,
+    amari_index,
+    evaluate_unmixings,
+    excess_kurtosis,
+    matched_correlations,
+    pca_unmixing,
+)
 from ldm.models.ica import (
+    AdaptiveGeneralizedGaussianSourceModel,
     FitResult,
     GaussianSourceModel,
     GeneralizedGaussianSourceModel,
-    align_to_sources,
-    amari_index,
+    PerSourceGeneralizedGaussianSourceModel,
     fit_unmixing,
     generalized_gaussian_log_density,
     ldm_ica_objective,
-    matched_correlations,
+    make_source_model,
     mix,
     mixing_matrix,
+    random_mixing_matrix,
+    unit_variance_scale,
 )
 from ldm.data.ica_sources import (
+    SIMULATED_KURTOSIS,
     image_shape,
+    simulated_sources,
     natural_image_sources,
     ornstein_uhlenbeck_sources,
     ou_stationary_variance,
@@ -123,9 +135,61 @@ def test_natural_image_sources_shape_and_range() -> None:
         natural_image_sources(("no_such_image", "camera"), size=8)
 
 
+def test_natural_image_sources_take_any_number_of_images() -> None:
+    S = natural_image_sources(("astronaut", "chelsea", "coffee", "rocket"), size=16)
+    assert S.shape == (4, 16 * 16 * 3)
+    np.testing.assert_array_equal(S[:2], natural_image_sources(("astronaut", "chelsea"), size=16))
+    with pytest.raises(ValueError, match="at least two"):
+        natural_image_sources(("astronaut",), size=8)
+    with pytest.raises(ValueError, match="must differ"):
+        natural_image_sources(("astronaut", "astronaut"), size=8)
+
+
+def test_simulated_sources_have_their_known_kurtosis_and_are_independent() -> None:
+    names = list(SIMULATED_KURTOSIS)
+    S = simulated_sources(names, n_samples=400_000, seed=3)
+    assert S.shape == (len(names), 400_000)
+    np.testing.assert_allclose(S.mean(axis=1), 0.0, atol=0.01)
+    np.testing.assert_allclose(S.var(axis=1), 1.0, atol=0.02)
+    kurt = excess_kurtosis(S)
+    for name, k in zip(names, kurt):
+        if name == "student_t5":  # its sample kurtosis has infinite variance (no 8th moment): sign only
+            assert k > 2.0, k
+        else:  # sampling error of the kurtosis at n = 400 000: < 0.05
+            assert abs(k - SIMULATED_KURTOSIS[name]) < 0.1, (name, k)
+    assert SIMULATED_KURTOSIS["laplace"] > 0 > SIMULATED_KURTOSIS["uniform"] > SIMULATED_KURTOSIS["bimodal"]
+    R = np.corrcoef(S)
+    assert np.abs(R[~np.eye(len(names), dtype=bool)]).max() < 0.01
+    np.testing.assert_array_equal(S, simulated_sources(names, n_samples=400_000, seed=3))
+    with pytest.raises(ValueError, match="unknown simulated"):
+        simulated_sources(["laplace", "cauchy"])
+
+
 # ------------------------------------------------------------------------------------------
 # mixing, densities, objective
 # ------------------------------------------------------------------------------------------
+def test_random_mixing_has_the_condition_number_and_is_seeded() -> None:
+    for d, kappa in [(2, 4.0), (3, 10.0), (4, 2.5)]:
+        A = random_mixing_matrix(d, kappa, seed=5)
+        assert A.shape == (d, d)
+        assert np.linalg.cond(A) == pytest.approx(kappa, rel=1e-9)
+        np.testing.assert_array_equal(A, mixing_matrix("random", d=d, condition_number=kappa, seed=5))
+        assert not np.allclose(A, random_mixing_matrix(d, kappa, seed=6))
+        assert amari_index(A) > 0.1  # it really mixes
+        hard = random_mixing_matrix(d, kappa, seed=5, min_pca_amari=0.3)
+        assert np.linalg.cond(hard) == pytest.approx(kappa, rel=1e-9)
+        U, _, Vt = np.linalg.svd(hard)  # the second-order unmixings of unit-variance sources
+        assert min(amari_index(Vt), amari_index(U @ Vt)) >= 0.3
+    M = [[1.0, 2.0, 0.0], [0.0, 1.0, 0.5], [0.3, 0.0, 1.0]]
+    np.testing.assert_array_equal(mixing_matrix("matrix", d=3, matrix=M), M)
+    with pytest.raises(ValueError, match="shape"):
+        mixing_matrix("matrix", d=2, matrix=M)
+    with pytest.raises(ValueError, match="singular"):
+        mixing_matrix("matrix", d=2, matrix=[[1.0, 2.0], [2.0, 4.0]])
+    with pytest.raises(ValueError, match="2 x 2"):
+        mixing_matrix("symmetric", d=3)
+
+
 def test_mixing_matrices_and_mix() -> None:
     np.testing.assert_allclose(mixing_matrix("symmetric"), [[1.0, 0.7], [0.7, 1.0]])
     R = mixing_matrix("rotation", angle_deg=45.0)
@@ -283,3 +347,195 @@ def test_figures_write_png_and_pdf(tmp_path, ou_experiment: dict) -> None:
                       n_show=500),
     )
     _assert_written(plot_objective_history(e["fit"].history, tmp_path / "obj", reference=0.0))
+
+
+# ------------------------------------------------------------------------------------------
+# PCA baselines
+# ------------------------------------------------------------------------------------------
+def test_pca_baselines_whiten_and_only_solve_what_second_order_statistics_can() -> None:
+    S = simulated_sources(["laplace", "uniform", "bimodal"], n_samples=20_000, seed=1)
+    A = random_mixing_matrix(3, 4.0, seed=2)
+    X = mix(S, A)
+    C = np.cov(X, bias=True)
+    for kind in ("rotation", "whitening"):
+        W = pca_unmixing(X, kind)
+        np.testing.assert_allclose(W @ C @ W.T, np.eye(3), atol=1e-10)
+        assert matched_correlations(S, W @ X).min() < 0.95  # whitening leaves a rotation unresolved
+    Wz = pca_unmixing(X, "whitening")
+    np.testing.assert_allclose(Wz, Wz.T, atol=1e-12)  # symmetric (ZCA)
+    variances = np.var(pca_unmixing(X, "rotation") @ np.linalg.inv(np.diag(np.ones(3))) @ X, axis=1)
+    np.testing.assert_allclose(variances, 1.0, atol=1e-10)
+    # a symmetric mixing of equal-variance sources is undone by symmetric whitening alone
+    S2 = simulated_sources(["laplace", "uniform"], n_samples=20_000, seed=1)
+    A2 = mixing_matrix("symmetric", a=0.7)
+    assert matched_correlations(S2, pca_unmixing(mix(S2, A2), "whitening") @ mix(S2, A2)).min() > 0.99
+    with pytest.raises(ValueError, match="rotation"):
+        pca_unmixing(X, "ica")
+
+
+def test_evaluate_unmixings_adds_the_pca_baselines() -> None:
+    S = simulated_sources(["laplace", "uniform"], n_samples=5000, seed=0)
+    A = random_mixing_matrix(2, 3.0, seed=0)
+    X = mix(S, A)
+    rows = evaluate_unmixings(S, X, A, {"truth": np.linalg.inv(A)})
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"pca_rotation", "pca_whitening", "truth"}
+    assert by["truth"]["min_abs_corr"] == pytest.approx(1.0) and by["truth"]["amari_index"] < 1e-10
+    assert by["pca_whitening"]["amari_index"] > 0.05
+
+
+# ------------------------------------------------------------------------------------------
+# source models: objects, registry, adaptive shapes
+# ------------------------------------------------------------------------------------------
+def test_unit_variance_generalized_gaussian_has_unit_variance() -> None:
+    grid = np.linspace(-40, 40, 800_001)
+    for beta in (1.0, 2.0, 4.0, 10.0):
+        pdf = np.exp(generalized_gaussian_log_density(grid, beta, unit_variance_scale(beta)))
+        assert np.trapezoid(pdf, grid) == pytest.approx(1.0, abs=1e-6)
+        assert np.trapezoid(grid**2 * pdf, grid) == pytest.approx(1.0, abs=1e-5)
+    t = torch.tensor([[1.0], [4.0]], dtype=torch.float64)
+    torch.testing.assert_close(unit_variance_scale(t)[:, 0],
+                               torch.tensor([unit_variance_scale(1.0), unit_variance_scale(4.0)], dtype=torch.float64))
+
+
+def test_registry_builds_models_and_names_bad_keys() -> None:
+    assert make_source_model("generalized_gaussian", beta=4.0) == GeneralizedGaussianSourceModel(beta=4.0)
+    assert isinstance(make_source_model("adaptive_generalized_gaussian", beta_max=8.0),
+                      AdaptiveGeneralizedGaussianSourceModel)
+    with pytest.raises(ValueError, match="unknown source model 'laplace'.*adaptive_generalized_gaussian"):
+        make_source_model("laplace")
+    with pytest.raises(ValueError, match="takes beta_init, beta_min, beta_max; got beta"):
+        make_source_model("adaptive_generalized_gaussian", beta=4.0)
+    with pytest.raises(TypeError, match="source model object"):
+        fit_unmixing(np.random.default_rng(0).normal(size=(2, 50)), 3.0)
+
+
+def test_adaptive_model_learns_the_kurtosis_sign_of_each_source() -> None:
+    """With W fixed at the truth, maximising over the shapes gives beta < 2 for a Laplace source
+    and beta > 2 for uniform / bimodal ones (the latent model matched per source)."""
+    S = simulated_sources(["laplace", "uniform", "bimodal"], n_samples=20_000, seed=4)
+    model = AdaptiveGeneralizedGaussianSourceModel()
+    theta = model.init_parameters(3).requires_grad_(True)
+    opt = torch.optim.LBFGS([theta], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = -ldm_ica_objective(np.eye(3), S, model, theta=theta)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    betas = model.betas(theta.detach()).numpy()
+    assert betas[0] < 1.5 and betas[1] > 4.0 and betas[2] > 4.0, betas
+    fixed = model.with_parameters(theta.detach())
+    assert isinstance(fixed, PerSourceGeneralizedGaussianSourceModel)
+    assert float(ldm_ica_objective(np.eye(3), S, fixed)) == pytest.approx(
+        float(ldm_ica_objective(np.eye(3), S, model, theta=theta.detach())), rel=1e-12)
+
+
+def _mixed_kurtosis_photographs(size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    S = natural_image_sources(("hubble_deep_field", "astronaut"), size=size)  # kurtosis +30, -1.4
+    A = random_mixing_matrix(2, 4.0, seed=1, min_pca_amari=0.3)
+    return S, A, mix(S, A)
+
+
+def test_fixed_sub_gaussian_model_prefers_a_wrong_unmixing_on_mixed_kurtosis() -> None:
+    """The issue's failure, as a property of the objective: with beta = 4 for both sources the
+    objective is higher at the fitted (wrong) W than at the true unmixing; with the per-source
+    shapes the adaptive fit finds, the true unmixing scores higher again."""
+    S, A, X = _mixed_kurtosis_photographs()
+    W_true = np.linalg.inv(A)
+    gg4 = GeneralizedGaussianSourceModel()
+    fit4 = fit_unmixing(X, gg4)
+    assert matched_correlations(S, fit4.W @ X).min() < 0.9
+    # scale-free comparison: rescale the true unmixing's rows to the fitted rows' output scale
+    Y4 = fit4.W @ X
+    W_true_scaled = W_true * (np.sort(Y4.std(axis=1)) / (W_true @ X).std(axis=1))[np.argsort(np.argsort((W_true @ X).std(axis=1)))][:, None]
+    assert float(ldm_ica_objective(fit4.W, X, gg4)) > float(ldm_ica_objective(W_true_scaled, X, gg4))
+    per_source = PerSourceGeneralizedGaussianSourceModel(betas=(1.0, 10.0))
+    W_unit = W_true / (W_true @ X).std(axis=1, keepdims=True)  # unit-variance sources, in order
+    assert float(ldm_ica_objective(W_unit, X, per_source)) > float(ldm_ica_objective(
+        fit4.W / Y4.std(axis=1, keepdims=True), X, per_source))
+
+
+@pytest.mark.parametrize("names", [("hubble_deep_field", "astronaut"), ("rocket", "immunohistochemistry")])
+def test_adaptive_fit_separates_photographs_of_both_kurtosis_signs(names: tuple[str, str]) -> None:
+    S = natural_image_sources(names, size=64)
+    kurt = excess_kurtosis(S)
+    assert kurt.max() > 1.0 and kurt.min() < -0.5  # one super-, one sub-Gaussian image
+    A = random_mixing_matrix(2, 4.0, seed=3, min_pca_amari=0.3)
+    X = mix(S, A)
+    fit = fit_unmixing(X, AdaptiveGeneralizedGaussianSourceModel(), init="whiten")
+    ica_corr = matched_correlations(S, fit.W @ X).min()
+    pca_corr = max(matched_correlations(S, pca_unmixing(X, k) @ X).min() for k in ("rotation", "whitening"))
+    fixed = matched_correlations(S, fit_unmixing(X, "generalized_gaussian").W @ X).min()
+    assert ica_corr >= 0.98 and ica_corr > pca_corr and fixed < 0.95, (ica_corr, pca_corr, fixed)
+    assert amari_index(fit.W @ A) < 0.1
+    betas = np.asarray(fit.source_model.betas)
+    assert betas.min() < 2.0 < betas.max()  # one super-, one sub-Gaussian latent density
+
+
+@pytest.mark.parametrize("dists", [("laplace", "uniform"), ("laplace", "bimodal", "uniform"),
+                                   ("laplace", "student_t5", "uniform", "bimodal")])
+def test_adaptive_fit_separates_simulated_sources_of_mixed_kurtosis(dists: tuple[str, ...]) -> None:
+    d = len(dists)
+    S = simulated_sources(dists, n_samples=10_000, seed=d)
+    A = random_mixing_matrix(d, 4.0, seed=d, min_pca_amari=0.3)
+    X = mix(S, A)
+    fit = fit_unmixing(X, "adaptive_generalized_gaussian", init="whiten", restarts=2, seed=1)
+    assert len(fit.restart_objectives) == 2 and fit.objective == max(fit.restart_objectives)
+    ica_corr = matched_correlations(S, fit.W @ X).min()
+    pca_corr = max(matched_correlations(S, pca_unmixing(X, k) @ X).min() for k in ("rotation", "whitening"))
+    assert ica_corr >= 0.98 and pca_corr < 0.95, (ica_corr, pca_corr)
+    assert amari_index(fit.W @ A) < 0.05
+    fixed = matched_correlations(S, fit_unmixing(X, GeneralizedGaussianSourceModel()).W @ X).min()
+    assert fixed < 0.95  # one fixed sub-Gaussian density for all sources does not separate them
+
+
+# ------------------------------------------------------------------------------------------
+# stages: a simulated part through the whole chain
+# ------------------------------------------------------------------------------------------
+def test_stage_chain_on_a_simulated_part_reports_pca_beside_ica(tmp_path, monkeypatch) -> None:
+    import csv
+    import json
+    from pathlib import Path
+
+    from ldm.pipeline.stages import Job, job_settings, run_stage
+
+    monkeypatch.setenv("LDM_MLFLOW", "0")
+    config = {"profile": "test", "experiments": ["ica"], "ica": {
+        "parts": ["sim"],
+        "sim": {"sources": {"kind": "simulated", "distributions": ["laplace", "uniform", "bimodal"],
+                            "n_samples": 4000, "seed": 2},
+                "mixing": {"kind": "random", "condition_number": 4.0, "min_pca_amari": 0.3, "seed": 1},
+                "fit": {"source_model": "adaptive_generalized_gaussian", "init": "whiten"}}}}
+    wc = {"part": "sim"}
+    f = {k: tmp_path / v for k, v in {"sources": "s.npz", "mixtures": "m.npz", "fit": "f.npz",
+                                      "evaluation": "e.json", "metrics": "metrics.json",
+                                      "ica_table": "t.csv", "table": "p.csv"}.items()}
+
+    def job(stage: str, inputs: list[str], outputs: list[str], wildcards: dict) -> Job:
+        settings, _ = job_settings(stage, config, wildcards)
+        return Job(stage=stage, settings=settings, input={k: Path(f[k]) for k in inputs},
+                   output={k: Path(f[k]) for k in outputs}, wildcards=wildcards)
+
+    run_stage(job("ica.sources", [], ["sources"], wc))
+    run_stage(job("ica.mixtures", ["sources"], ["mixtures"], wc))
+    run_stage(job("ica.fit", ["sources", "mixtures"], ["fit"], wc))
+    run_stage(job("ica.evaluate", ["sources", "mixtures", "fit"], ["evaluation"], wc))
+    figs = {f"{k}_{e}": tmp_path / f"sim_{k}.{e}" for k in ("histograms", "recovered", "objective") for e in ("png", "pdf")}
+    fig_settings, _ = job_settings("ica.figures", config, wc)
+    run_stage(Job(stage="ica.figures", settings=fig_settings, input={k: f[k] for k in ("sources", "mixtures", "fit")},
+                  output=figs, wildcards=wc))
+    assert all(p.read_bytes()[:4] in (b"\x89PNG", b"%PDF") for p in figs.values())
+    f["evaluation_sim"] = f["evaluation"]
+    run_stage(job("ica.summarize", ["evaluation_sim"], ["metrics", "ica_table", "table"], {}))
+    metrics = json.loads(f["metrics"].read_text())
+    assert metrics["sim/min_abs_corr"] >= 0.98
+    assert metrics["sim/baseline_pca_whitening_min_abs_corr"] < metrics["sim/min_abs_corr"]
+    assert metrics["sim/ica_margin_over_pca"] > 0
+    assert metrics["sim/source_kurtosis_0"] > 1.0 and metrics["sim/source_kurtosis_2"] < -1.0
+    rows = list(csv.DictReader(f["ica_table"].open()))
+    assert [r["method"] for r in rows] == ["mixtures", "pca_rotation", "pca_whitening", "ica"]
+    betas = [float(b) for b in rows[-1]["fitted_betas"].split(";")]
+    assert betas[0] < 2.0 < min(betas[1:])  # in source order: Laplace super-, the others sub-Gaussian

@@ -91,6 +91,15 @@ def test_one_runs_lr_reruns_that_run_only(smoke_workspace: Path, tmp_path: Path)
     assert planned(smoke_workspace, configfile=tmp_path / "lr.yaml") == kalman_jobs("figure8_knn") | {"kalman_summarize[]"}
 
 
+def test_one_ica_parts_fit_reruns_that_part_only(smoke_workspace: Path, tmp_path: Path) -> None:
+    cfg = yaml.safe_load((smoke_workspace / "config/smoke.yaml").read_text())
+    cfg["ica"]["images_mixed_kurtosis"]["fit"]["restarts"] = 2
+    (tmp_path / "restarts.yaml").write_text(yaml.safe_dump(cfg))
+    part = "part=images_mixed_kurtosis"
+    assert planned(smoke_workspace, configfile=tmp_path / "restarts.yaml") == {
+        f"ica_fit[{part}]", f"ica_evaluate[{part}]", f"ica_figures[{part}]", "ica_summarize[]"}
+
+
 def test_execution_only_settings_rerun_nothing(smoke_workspace: Path, tmp_path: Path) -> None:
     assert planned(smoke_workspace, "--set-threads", "kalman_train=2", "--cores", "2") == set()
 

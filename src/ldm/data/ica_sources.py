@@ -2,8 +2,9 @@
 
 Two kinds of independent sources are provided:
 
-* :func:`natural_image_sources` -- two natural photographs bundled with scikit-image
-  (no download needed), each flattened into one row of a ``(2, N)`` array;
+* :func:`natural_image_sources` -- natural photographs bundled with scikit-image
+  (no download needed), each flattened into one row of a ``(d, N)`` array;
+* :func:`simulated_sources` -- i.i.d. samples with known kurtosis (Laplace, uniform, bimodal, ...);
 * :func:`ornstein_uhlenbeck_sources` -- Ornstein--Uhlenbeck paths simulated with the
   Euler--Maruyama scheme, with their stationary variance given by
   :func:`ou_stationary_variance`.
@@ -23,6 +24,8 @@ __all__ = [
     "natural_image_sources",
     "ornstein_uhlenbeck_sources",
     "ou_stationary_variance",
+    "SIMULATED_KURTOSIS",
+    "simulated_sources",
 ]
 
 #: Default image pair: two RGB photographs that ship inside ``skimage.data`` (no pooch download):
@@ -91,23 +94,71 @@ def image_shape(
 
 
 def natural_image_sources(
-    names: tuple[str, str] = DEFAULT_IMAGES, size: int = 200, grayscale: bool | None = None
+    names: Sequence[str] = DEFAULT_IMAGES, size: int = 200, grayscale: bool | None = None
 ) -> np.ndarray:
-    """Two natural images as independent sources S, shape ``(2, N)``, float64 in [0, 1].
+    """Natural images as independent sources S, shape ``(len(names), N)``, float64 in [0, 1].
 
     Each image is loaded from ``skimage.data`` (bundled files, works offline), centre-cropped
     to a square, resized to ``size x size`` (see :func:`load_image`) and flattened in C order.
     Like the official code (which flattens 200x200 RGB PNGs, N = 120 000), colour channels are
     kept and flattened together, so N = 3 * size**2 for colour and size**2 for grayscale.
-    ``grayscale=None`` uses colour when both images are RGB and grayscale otherwise.
-    Rows are *not* centred (centring happens in :func:`ldm.ica.mix`).
+    ``grayscale=None`` uses colour when every image is RGB and grayscale otherwise.
+    Rows are *not* centred (centring happens in :func:`ldm.models.ica.mix`).
     """
-    if len(names) != 2:
-        raise ValueError("exactly two image names are expected")
+    names = tuple(names)
+    if len(names) < 2:
+        raise ValueError(f"ICA needs at least two source images, got {list(names)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"source images must differ, got {list(names)}")
     if grayscale is None:
         grayscale = not all(_is_rgb(n) for n in names)
     rows = [load_image(n, size=size, grayscale=grayscale).ravel() for n in names]
     return np.stack(rows).astype(np.float64)
+
+
+#: Distributions of :func:`simulated_sources` and their exact excess kurtosis (E[z^4] - 3 of the
+#: standardised variable): > 0 super-Gaussian, < 0 sub-Gaussian.
+SIMULATED_KURTOSIS: dict[str, float] = {
+    "laplace": 3.0,
+    "student_t5": 6.0,  # t with 5 degrees of freedom: 6 / (nu - 4)
+    "gaussian": 0.0,
+    "uniform": -1.2,
+    # 1/2 N(-1, 0.3^2) + 1/2 N(1, 0.3^2): (mu^4 + 6 mu^2 s^2 + 3 s^4) / (mu^2 + s^2)^2 - 3
+    "bimodal": (1.0 + 6 * 0.09 + 3 * 0.0081) / 1.09**2 - 3.0,
+}
+
+
+def simulated_sources(distributions: Sequence[str], n_samples: int = 20_000, seed: int = 0) -> np.ndarray:
+    """i.i.d. samples of independent sources, one row per name in ``distributions``, each
+    standardised in distribution (mean 0, variance 1); shape ``(len(distributions), n_samples)``.
+
+    Names and their excess kurtosis: :data:`SIMULATED_KURTOSIS` (``laplace`` +3, ``student_t5``
+    +6, ``gaussian`` 0, ``uniform`` -1.2, ``bimodal`` -1.68: two Gaussians at +-1 with std 0.3).
+    Row i uses an independent child seed of ``seed`` (numpy SeedSequence).
+    """
+    names = list(distributions)
+    if len(names) < 2:
+        raise ValueError(f"ICA needs at least two sources, got {names}")
+    unknown = [n for n in names if n not in SIMULATED_KURTOSIS]
+    if unknown:
+        raise ValueError(f"unknown simulated source(s) {unknown}; use {sorted(SIMULATED_KURTOSIS)}")
+    if n_samples < 2:
+        raise ValueError("n_samples must be >= 2")
+    rows = []
+    for name, child in zip(names, np.random.SeedSequence(seed).spawn(len(names))):
+        rng = np.random.default_rng(child)
+        if name == "laplace":
+            row = rng.laplace(0.0, 1.0 / np.sqrt(2.0), n_samples)
+        elif name == "student_t5":
+            row = rng.standard_t(5, n_samples) / np.sqrt(5.0 / 3.0)
+        elif name == "gaussian":
+            row = rng.standard_normal(n_samples)
+        elif name == "uniform":
+            row = rng.uniform(-np.sqrt(3.0), np.sqrt(3.0), n_samples)
+        else:  # bimodal
+            row = (rng.choice([-1.0, 1.0], n_samples) + 0.3 * rng.standard_normal(n_samples)) / np.sqrt(1.09)
+        rows.append(row)
+    return np.stack(rows)
 
 
 def ornstein_uhlenbeck_sources(

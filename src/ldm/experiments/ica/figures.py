@@ -3,7 +3,7 @@
 Every function writes ``<path_stem>.png`` (150 dpi) and ``<path_stem>.pdf`` and returns both
 paths. Figures are built with the object-oriented API on an Agg canvas (no pyplot state, no
 backend switch, nothing left open). Recovered signals are reordered and sign-flipped to match
-the true sources (:func:`ldm.ica.align_to_sources`) before plotting, because ICA identifies
+the true sources (:func:`ldm.evaluation.ica.align_to_sources`) before plotting, because ICA identifies
 sources only up to permutation, sign and scale.
 """
 
@@ -18,19 +18,22 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ldm.pipeline.io import save_figure as _save
+from ldm.evaluation.ica import align_to_sources
 from ldm.models.ica import (
     GaussianSourceModel,
     GeneralizedGaussianSourceModel,
-    align_to_sources,
+    PerSourceGeneralizedGaussianSourceModel,
     generalized_gaussian_log_density,
     make_source_model,
+    unit_variance_scale,
 )
+from ldm.pipeline.io import save_figure as _save
 
 __all__ = [
     "plot_objective_history",
     "plot_ou_paths",
     "plot_recovered_images",
+    "plot_scatter_pairs",
     "plot_signal_histograms",
 ]
 
@@ -49,7 +52,8 @@ def _standardise(Z: np.ndarray) -> np.ndarray:
 
 
 def _unit_variance_density(source_model: Any, grid: np.ndarray) -> tuple[np.ndarray, str]:
-    """Assumed source density rescaled to unit variance (its shape), and a legend label."""
+    """Assumed source density rescaled to unit variance (its shape), and a legend label; for a
+    per-source model, one density per source (rows)."""
     if isinstance(source_model, str):
         source_model = (
             GaussianSourceModel(variances=(1.0,))
@@ -62,6 +66,11 @@ def _unit_variance_density(source_model: Any, grid: np.ndarray) -> tuple[np.ndar
         scale = math.sqrt(math.exp(math.lgamma(1.0 / beta) - math.lgamma(3.0 / beta)))
         pdf = np.exp(generalized_gaussian_log_density(grid, beta, scale))
         return pdf, f"assumed source density\n(generalised Gaussian, $\\beta$={beta:g})"
+    if isinstance(source_model, PerSourceGeneralizedGaussianSourceModel):
+        pdfs = np.stack([np.exp(generalized_gaussian_log_density(grid, b, unit_variance_scale(b)))
+                         for b in source_model.betas])
+        betas = ", ".join(f"{b:.2g}" for b in source_model.betas)
+        return pdfs, f"fitted source densities\n(generalised Gaussian, $\\beta$ = {betas})"
     if isinstance(source_model, GaussianSourceModel):
         return np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi), "assumed source density\n(Gaussian)"
     raise TypeError(f"cannot plot source model {source_model!r}")
@@ -80,13 +89,13 @@ def plot_signal_histograms(
 
     Each signal is standardised to zero mean and unit variance; the assumed source density of
     the LDM objective (``source_model``: a source model or its name), rescaled to unit
-    variance, is overlaid on the recovered panel (Fig. 2B style).
+    variance, is overlaid on the recovered panel (Fig. 2B style); a per-source model's densities
+    must be in source order (the recovered signals are aligned to the sources).
     """
     Ys = align_to_sources(S, Y)
     panels = [("original sources $s_i$", S), ("mixed signals $x = A s$", X),
               ("recovered signals $y = W x$", Ys)]
-    names = [("source 1", "source 2"), ("mixture 1", "mixture 2"),
-             ("recovered 1", "recovered 2")]
+    names = [[f"{k} {i + 1}" for i in range(S.shape[0])] for k in ("source", "mixture", "recovered")]
     std_all = [_standardise(Z) for _, Z in panels]
     lim = min(5.0, max(float(np.abs(Z).max()) for Z in std_all))
     edges = np.linspace(-lim, lim, bins + 1)
@@ -96,10 +105,15 @@ def plot_signal_histograms(
     for k, (ax, (title, _), Z) in enumerate(zip(axes, panels, std_all)):
         for i, row in enumerate(Z):
             ax.hist(row, bins=edges, density=True, histtype="stepfilled", alpha=0.35,
-                    color=COLORS[i % len(COLORS)], label=names[k][i] if i < 2 else f"signal {i + 1}")
+                    color=COLORS[i % len(COLORS)], label=names[k][i])
         if k == 2:
             pdf, label = _unit_variance_density(source_model, grid)
-            ax.plot(grid, pdf, "k--", lw=1.5, label=label)
+            if pdf.ndim == 1:
+                ax.plot(grid, pdf, "k--", lw=1.5, label=label)
+            else:  # per source, in the colour of the source it was fitted to
+                for i, row in enumerate(pdf):
+                    ax.plot(grid, row, "--", color=COLORS[i % len(COLORS)], lw=1.5,
+                            label=label if i == 0 else None)
         ax.set_title(title)
         ax.set_xlabel("standardised value")
         ax.legend(fontsize=8, loc="upper right", frameon=False)
@@ -121,7 +135,7 @@ def plot_recovered_images(
     shape: Sequence[int],
     path_stem: str | Path,
 ) -> list[Path]:
-    """3x2 grid of images: original sources, mixtures, recovered sources (rows) x 2 (columns).
+    """3 x d grid of images: original sources, mixtures, recovered sources (rows) x d (columns).
 
     Every row of S, X, Y is reshaped to ``shape`` ((h, w) or (h, w, 3)) and min-max rescaled
     to [0, 1] for display; recovered images are matched to the originals in order and sign.
@@ -129,10 +143,11 @@ def plot_recovered_images(
     shape = tuple(int(s) for s in shape)
     Ys = align_to_sources(S, Y)
     rows = [("original", S), ("mixed", X), ("recovered", Ys)]
-    fig = _new_figure((6.2, 9.0))
-    axes = fig.subplots(3, 2)
+    d = S.shape[0]
+    fig = _new_figure((3.1 * d, 9.0))
+    axes = fig.subplots(3, d, squeeze=False)
     for r, (label, Z) in enumerate(rows):
-        for c in range(2):
+        for c in range(d):
             ax = axes[r, c]
             img = _minmax(np.asarray(Z[c], dtype=np.float64).reshape(shape))
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,
@@ -199,6 +214,31 @@ def plot_ou_paths(
         ax_h.set_title("distribution (all steps)", fontsize=9)
         ax_h.set_xlabel("density" if r == 2 else "")
     axes[2, 0].set_xlabel(f"time (first {n_show} steps, dt = {dt:g})")
+    return _save(fig, path_stem)
+
+
+def plot_scatter_pairs(
+    S: np.ndarray,
+    X: np.ndarray,
+    Y: np.ndarray,
+    path_stem: str | Path,
+    n_show: int = 3000,
+) -> list[Path]:
+    """Joint scatter of the first two signals: original sources, mixtures, recovered signals
+    (aligned to the sources, standardised); the first ``n_show`` samples. Independent sources
+    fill an axis-aligned shape; mixing shears and rotates it."""
+    Ys = align_to_sources(S, Y)
+    n_show = min(int(n_show), S.shape[1])
+    fig = _new_figure((11, 3.8))
+    axes = fig.subplots(1, 3)
+    for ax, (title, Z) in zip(axes, [("original sources $s_1, s_2$", S), ("mixed signals $x_1, x_2$", X),
+                                     ("recovered signals $y_1, y_2$", Ys)]):
+        Z = _standardise(Z)
+        ax.plot(Z[0, :n_show], Z[1, :n_show], ".", ms=1.5, alpha=0.4, color="tab:blue")
+        ax.set_title(title)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel("signal 1 (standardised)")
+        ax.set_ylabel("signal 2 (standardised)")
     return _save(fig, path_stem)
 
 
