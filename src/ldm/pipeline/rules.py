@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ldm.pipeline.stages import code_files, job_settings, unfinished_outputs
+from ldm.pipeline.stages import code_files, job_settings
 
 #: The shell command of every stage rule.
 STAGE = "python -m ldm stage {params.stage} --job {params.job:q} --log {log}"
@@ -55,13 +55,6 @@ class RuleHelpers:
             )
 
         return {"stage": stage_name, "settings": settings, "job": job}
-
-
-    def unfinished(self, wildcards: Any = None) -> list[str]:
-        """Input function of the target rules: the outputs of this profile's jobs that started and never
-        finished (:func:`ldm.pipeline.stages.unfinished_outputs`), so they are re-created and every job
-        that reads them reruns, instead of the old downstream results being reported up to date."""
-        return [path for _, path in unfinished_outputs(self.root, profile=str(self.config.get("profile")))]
 
 
 def sync_dvc_lock(configfiles: list[Any] | None, root: Path) -> None:

@@ -149,9 +149,8 @@ def _unfinished_marker(job: Job, root: Path) -> Path:
     return root / UNFINISHED_DIR / f"{job.rule}-{key}.json"
 
 
-def unfinished_outputs(root: Path, profile: str | None = None) -> list[tuple[str, str]]:
-    """(rule, output) of every job (of ``profile``, if given) that started and never finished and whose
-    output is missing.
+def unfinished_outputs(root: Path) -> list[tuple[str, str]]:
+    """(rule, output) of every job that started and never finished and whose output is missing.
 
     Snakemake deletes a job's outputs before running it and never re-creates a missing intermediate
     file whose consumers still exist: after a training that was killed or failed, the old evaluation
@@ -163,8 +162,7 @@ def unfinished_outputs(root: Path, profile: str | None = None) -> list[tuple[str
             data = json.loads(marker.read_text())
         except (OSError, ValueError):
             continue
-        if profile is None or data.get("profile") == profile:
-            found += [(data["rule"], p) for p in data["outputs"] if not (Path(root) / p).exists()]
+        found += [(data["rule"], p) for p in data["outputs"] if not (Path(root) / p).exists()]
     return found
 
 
@@ -175,8 +173,7 @@ def run_stage(job: Job, root: Path | None = None) -> None:
     spec = get_stage(job.stage)
     marker = _unfinished_marker(job, Path(root or Path.cwd()))
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"rule": job.rule, "profile": os.environ.get("LDM_PROFILE"),
-                                  "outputs": sorted(str(p) for p in job.output.values())}))
+    marker.write_text(json.dumps({"rule": job.rule, "outputs": sorted(str(p) for p in job.output.values())}))
     try:
         spec.fn(job)
         marker.unlink(missing_ok=True)
