@@ -30,13 +30,3 @@ HELPERS = RuleHelpers(config, ROOT)
 stage_inputs = HELPERS.stage_inputs
 stage_params = HELPERS.stage_params
 section = HELPERS.section
-
-
-from ldm.pipeline.stages import unfinished_outputs
-
-
-def unfinished(wildcards):
-    """Outputs of jobs that started and never finished (killed or failed; ldm.pipeline.stages): every
-    target rule requests them, so they are re-created and what reads them reruns, instead of the old
-    downstream results being reported as up to date."""
-    return [path for rule, path in unfinished_outputs(ROOT) if hasattr(rules, rule)]

@@ -33,7 +33,6 @@ DATASETS_ARTIFACTS = {
 rule datasets:
     """Every prepared dataset named in config `datasets.build`."""
     input:
-        unfinished,  # re-create outputs of interrupted jobs (common.smk)
         [path for item in section("datasets").get("build", []) for path in DATASETS_ARTIFACTS[item]],
 
 

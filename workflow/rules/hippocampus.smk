@@ -19,7 +19,6 @@ HIPPO_RUN_DIR = "results/hippocampus/runs/seed{seed}"
 rule hippocampus:
     """Every output of the `hippocampus` experiment."""
     input:
-        unfinished,  # re-create outputs of interrupted jobs (common.smk)
         "results/hippocampus/metrics.json",
         "results/hippocampus/tables/decoding.csv",
         "results/hippocampus/tables/paper_comparison.csv",

@@ -16,7 +16,6 @@ wildcard_constraints:
 rule ica:
     """Every output of the `ica` experiment: metrics.json and the Fig. 2 panels (PNG + PDF)."""
     input:
-        unfinished,  # re-create outputs of interrupted jobs (common.smk)
         "results/ica/metrics.json",
         expand("results/ica/figures/{part}_{kind}.{ext}", part=ICA_PARTS, kind=ICA_FIGURES, ext=["png", "pdf"]),
 

@@ -25,7 +25,6 @@ IDENT_DATA = {s: (lambda wc, s=s: f"data/identifiability/{IDENT['runs'][wc.run][
 rule identifiability:
     """Every output of the `identifiability` experiment."""
     input:
-        unfinished,  # re-create outputs of interrupted jobs (common.smk)
         "results/identifiability/metrics.json",
         "results/identifiability/tables/runs.csv",
         "results/identifiability/tables/paper_comparison.csv",

@@ -34,7 +34,6 @@ IMAGES_DATA = {
 rule images:
     """Every output of the `images` experiment."""
     input:
-        unfinished,  # re-create outputs of interrupted jobs (common.smk)
         "results/images/metrics.json",
         "results/images/tables/runs.csv",
         "results/images/tables/table_a1.csv",

@@ -22,7 +22,6 @@ RUN_DIR = "results/kalman/runs/{run}/seed{seed}"
 rule kalman:
     """Every output of the `kalman` experiment."""
     input:
-        unfinished,  # re-create outputs of interrupted jobs (common.smk)
         "results/kalman/metrics.json",
         "results/kalman/tables/runs.csv",
         "results/kalman/figures/fig4d_grad_cos.png",

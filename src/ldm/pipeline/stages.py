@@ -141,42 +141,11 @@ def get_stage(name: str) -> StageSpec:
     return _STAGES[name]
 
 
-UNFINISHED_DIR = Path(".snakemake") / "ldm-unfinished"
-
-
-def _unfinished_marker(job: Job, root: Path) -> Path:
-    key = hashlib.sha1(json.dumps(sorted(str(p) for p in job.output.values())).encode()).hexdigest()[:16]
-    return root / UNFINISHED_DIR / f"{job.rule}-{key}.json"
-
-
-def unfinished_outputs(root: Path) -> list[tuple[str, str]]:
-    """(rule, output) of every job that started and never finished and whose output is missing.
-
-    Snakemake deletes a job's outputs before running it and never re-creates a missing intermediate
-    file whose consumers still exist: after a training that was killed or failed, the old evaluation
-    downstream would otherwise be reported as up to date. Target rules request these outputs again.
-    """
-    found: list[tuple[str, str]] = []
-    for marker in sorted((Path(root) / UNFINISHED_DIR).glob("*.json")):
-        try:
-            data = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            continue
-        found += [(data["rule"], p) for p in data["outputs"] if not (Path(root) / p).exists()]
-    return found
-
-
-def run_stage(job: Job, root: Path | None = None) -> None:
-    """Run ``job``; on failure remove its declared outputs so no rerun mistakes them for done, and
-    leave a marker (:func:`unfinished_outputs`) so the next run re-creates them and reruns what reads
-    them. ``root``: the directory the job's relative paths refer to (the working directory)."""
+def run_stage(job: Job) -> None:
+    """Run ``job``; on failure remove its declared outputs so no rerun mistakes them for done."""
     spec = get_stage(job.stage)
-    marker = _unfinished_marker(job, Path(root or Path.cwd()))
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"rule": job.rule, "outputs": sorted(str(p) for p in job.output.values())}))
     try:
         spec.fn(job)
-        marker.unlink(missing_ok=True)
     except BaseException:
         import shutil
 
