@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -277,3 +278,38 @@ def test_report_holds_every_figure_and_the_paper_tables(smoke_workspace: Path) -
     tables = [base64.b64decode(b).decode() for b in re.findall(r"paper_comparison\.csv;base64,([A-Za-z0-9+/=]+)", text)]
     assert len(tables) == 2  # ica and kalman: the paper's value beside ours
     assert any("figure8_knn/r2_heldout_mean" in t and "paper Fig. 4B" in t for t in tables)
+
+
+def test_killed_training_after_a_settings_change_reruns_with_what_reads_it(smoke_workspace: Path, tmp_path: Path) -> None:
+    """A training killed after its lr changed: Snakemake has removed its model before the job ran; the
+    next run must retrain it and rerun everything that reads it, never report the old evaluation as
+    current."""
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    from conftest import tool_env
+
+    ws = tmp_path / "ws"
+    shutil.copytree(smoke_workspace, ws, symlinks=True)
+    cfg = yaml.safe_load((ws / "config/smoke.yaml").read_text())
+    cfg["kalman"]["runs"]["figure8_knn"]["optim"].update(lr=0.004, epochs=500)  # long enough to be killed
+    (tmp_path / "lr.yaml").write_text(yaml.safe_dump(cfg))
+    model = ws / "results/kalman/runs/figure8_knn/seed1/model.pt"
+    log = ws / "logs/kalman/train_figure8_knn_seed1.log"
+    before = log.read_text()
+
+    proc = subprocess.Popen(["snakemake", "--cores", "1", "kalman", "--configfile", str(tmp_path / "lr.yaml")], cwd=ws,
+                            env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and (not log.exists() or log.read_text() == before
+                                                              or "epoch" not in log.read_text()):
+        time.sleep(0.5)
+    trainer = subprocess.run(["pgrep", "-f", "-s", str(proc.pid), "ldm stage kalman.train"], capture_output=True, text=True)
+    assert trainer.stdout.split(), "the training job did not start"
+    os.kill(int(trainer.stdout.split()[0]), signal.SIGKILL)  # the training dies; Snakemake sees a failed job
+    proc.wait(timeout=120)
+    assert proc.returncode != 0 and not model.exists()
+
+    assert planned(ws, configfile=tmp_path / "lr.yaml") == kalman_jobs("figure8_knn") | {"kalman_summarize[]"}
