@@ -34,27 +34,48 @@ from ldm.models.kalman_defaults import DEFAULTS, LOSSES, deep_merge
 
 
 class Encoder(nn.Module):
-    """Per-frame MLP F: input_dim -> hidden_dim (ReLU) -> latent_dim."""
+    """Per-frame MLP F: input_dim -> hidden_dim (ReLU) -> latent_dim, optionally followed by a
+    standardisation of every latent dimension over the pooled batch x time encodings (``norm="batch"``:
+    batch statistics in training, running statistics in eval; no affine parameters).
 
-    def __init__(self, input_dim: int = 100, hidden_dim: int = 100, latent_dim: int = 2) -> None:
+    Why (issue 13): the Kalman NLL (Eq. 15) with the learned noise scale e^s is scale-covariant --
+    z -> a z, s -> s + 2 log a lowers it by L log a per step -- and the stopgrad loss has no marginal-entropy
+    term to cancel that, so nothing fixes the encodings' scale. With the standardised output the encodings
+    are measured in units of their own marginal spread: the stopgrad NLL becomes
+    ``CE(z_t | z^_t) - sum_i log sd(z_i)``, i.e. the conditional entropy minus the (diagonal Gaussian)
+    marginal entropy -- the LDM objective's two terms -- and shrinking is no longer a descent direction.
+    """
+
+    def __init__(self, input_dim: int = 100, hidden_dim: int = 100, latent_dim: int = 2,
+                 norm: Optional[str] = None) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, latent_dim))
+        if norm not in (None, "none", "batch"):
+            raise ValueError(f"kalman: model.encoding_norm must be 'batch', 'none' or 'auto' (resolved by the "
+                             f"loss), got {norm!r}")
+        self.norm = nn.BatchNorm1d(latent_dim, affine=False) if norm == "batch" else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        z = self.net(x)
+        if self.norm is not None:
+            shape = z.shape
+            z = self.norm(z.reshape(-1, shape[-1])).reshape(shape)
+        return z
 
 
 class KalmanSSL(nn.Module):
     """Encoder + Kalman-filter predictor + online probes (position from h_t - b; noise level from Sigma_D)."""
 
-    def __init__(self, model_cfg: Mapping[str, Any], seed: int = 0) -> None:
+    def __init__(self, model_cfg: Mapping[str, Any], seed: int = 0, loss: Optional[str] = None) -> None:
         super().__init__()
         cfg = deep_merge(DEFAULTS["model"], model_cfg)
+        if cfg.get("encoding_norm") == "auto":  # the stopgrad loss needs the scale fixed (see Encoder)
+            cfg["encoding_norm"] = "batch" if loss == "stopgrad" else "none"
         self.cfg = cfg
         g = torch.Generator().manual_seed(int(seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            self.encoder = Encoder(cfg["input_dim"], cfg["hidden_dim"], cfg["latent_dim"])
+            self.encoder = Encoder(cfg["input_dim"], cfg["hidden_dim"], cfg["latent_dim"], cfg.get("encoding_norm"))
             self.kalman = KalmanFilter(
                 cfg["state_dim"], cfg["latent_dim"], obs_noise=cfg["obs_noise"],
                 process_noise=cfg["process_noise"], input_dim=cfg["input_dim"], pred_steps=cfg["pred_steps"],
