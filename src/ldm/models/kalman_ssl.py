@@ -53,7 +53,7 @@ class Encoder(nn.Module):
         if norm not in (None, "none", "batch"):
             raise ValueError(f"kalman: model.encoding_norm must be 'batch', 'none' or 'auto' (resolved by the "
                              f"loss), got {norm!r}")
-        self.norm = nn.BatchNorm1d(latent_dim, affine=False) if norm == "batch" else None
+        self.norm = nn.BatchNorm1d(latent_dim, eps=1e-8, affine=False) if norm == "batch" else None
 
     def forward(self, x: Tensor) -> Tensor:
         z = self.net(x)
