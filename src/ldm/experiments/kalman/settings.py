@@ -123,7 +123,7 @@ def resolve_run(section: Mapping[str, Any], run: str, seed: int) -> dict[str, An
         raise KeyError(f"kalman.runs.{run}: unknown key(s) {unknown}")
     cfg["data"] = dataset_config(section, cfg["dataset"])
     if cfg["model"].get("encoding_norm") == "auto":
-        cfg["model"]["encoding_norm"] = "batch" if cfg["loss"] == "stopgrad" else "none"
+        cfg["model"]["encoding_norm"] = "whiten" if cfg["loss"] == "stopgrad" else "none"
     cfg["name"] = run
     cfg["seed"] = int(seed)
     return cfg
