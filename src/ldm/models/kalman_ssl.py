@@ -57,7 +57,8 @@ class BatchWhitening(nn.Module):
             mu, cov = self.running_mean, self.running_cov
             zc = z - mu
         # jitter relative to the mean variance keeps the map exactly scale-invariant
-        L = torch.linalg.cholesky(cov + self.eps * torch.diagonal(cov).mean().clamp_min(1e-12) * eye)
+        # (cholesky_ex: a non-finite batch gives non-finite encodings, reported by the training loop by step)
+        L, _ = torch.linalg.cholesky_ex(cov + self.eps * torch.diagonal(cov).mean().clamp_min(1e-12) * eye)
         return torch.linalg.solve_triangular(L, zc.T, upper=False).T
 
 
