@@ -361,3 +361,133 @@ def test_checkpoint_from_other_code_is_discarded_and_a_resume_is_logged(data_dir
     sa = torch.load(ref / "model.pt", weights_only=False)["model"]
     sb = torch.load(run / "model.pt", weights_only=False)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 13: the stopgrad collapse mechanism, its fix, collapse flags, the generalisation set
+# --------------------------------------------------------------------------------------------------
+
+
+def test_kalman_nll_is_scale_covariant_so_shrinking_is_a_descent_direction():
+    """z -> a z with e^s -> a^2 e^s lowers Eq. 15 by exactly T L log(1/a) (fixed Sigma_A, Sigma_D):
+    nothing in the stopgrad loss pins the encodings' scale."""
+    m, cfg, x = _model_and_batch("stopgrad")
+    with torch.no_grad():
+        z = m.encoder(x)
+        out = m.kalman(z, x)
+        base = float(ps.kalman_nll(z, out))
+        a = 0.1
+        m.kalman.log_scale += 2 * math.log(a)
+        m.kalman.offset *= a
+        out_s = m.kalman(a * z, x)
+        shrunk = float(ps.kalman_nll(a * z, out_s))
+    T, L = z.shape[1], z.shape[2]
+    # P_0 = I does not scale, so the first steps differ; the per-step gain approaches L log(1/a)
+    assert shrunk < base - 0.5 * T * L * math.log(1 / a)
+
+
+@pytest.mark.parametrize("norm", ["whiten", "batch"])
+def test_encoding_norm_removes_the_scale_direction(norm):
+    cfg = ps.deep_merge(ps.DEFAULTS, {"loss": "stopgrad", "model": {"state_dim": 4, "latent_dim": 2, "encoding_norm": norm}})
+    m = ps.KalmanSSL(cfg["model"], seed=0, loss="stopgrad")
+    assert m.encoder.norm is not None
+    x = torch.randn(4, 15, 100, generator=torch.Generator().manual_seed(0))
+    m.train()
+    z1 = m.encoder(x)
+    with torch.no_grad():
+        m.encoder.net[-1].weight *= 0.1
+        m.encoder.net[-1].bias *= 0.1
+    z2 = m.encoder(x)
+    torch.testing.assert_close(z1, z2, rtol=1e-3, atol=1e-3)  # the loss cannot gain by shrinking
+    flat = z1.reshape(-1, 2)
+    cov = torch.cov(flat.T, correction=1 if norm == "whiten" else 0)
+    torch.testing.assert_close(torch.diagonal(cov), torch.ones(2), rtol=1e-3, atol=1e-3)
+    if norm == "whiten":  # and cannot gain by making the dimensions collinear either
+        assert abs(float(cov[0, 1])) < 1e-3
+
+
+def test_auto_norm_and_bad_norm():
+    cfg = ps.deep_merge(ps.DEFAULTS, {"model": {"state_dim": 4, "latent_dim": 2}})
+    assert isinstance(ps.KalmanSSL(cfg["model"], seed=0, loss="stopgrad").encoder.norm, kalman_ssl.BatchWhitening)
+    assert ps.KalmanSSL(cfg["model"], seed=0, loss="knn").encoder.norm is None
+    with pytest.raises(ValueError, match="encoding_norm"):
+        ps.KalmanSSL({**cfg["model"], "encoding_norm": "layer"}, seed=0)
+    # eval mode uses the running statistics: a single frame encodes the same in any batch
+    m = ps.KalmanSSL(cfg["model"], seed=0, loss="stopgrad").eval()
+    x = torch.randn(3, 5, 100)
+    torch.testing.assert_close(m.encoder(x)[:1], m.encoder(x[:1]))
+
+
+def test_encoding_norm_auto_resolves_by_loss():
+    assert kx.resolve_run(TINY_SECTION, "sg", 1)["model"]["encoding_norm"] == "whiten"
+    assert kx.resolve_run(TINY_SECTION, "knn", 1)["model"]["encoding_norm"] == "none"
+    sec = ps.deep_merge(TINY_SECTION, {"runs": {"sg": {"model": {"encoding_norm": "none"}}}})
+    assert kx.resolve_run(sec, "sg", 1)["model"]["encoding_norm"] == "none"
+
+
+def test_collapse_flags_from_spread_and_r2_history():
+    hist = [{"enc/std_mean": 0.4, "test/r2_heldout_subset": 0.99}, {"enc/std_mean": 0.3, "test/r2_heldout_subset": 0.98}]
+    ok = ktrain.collapse_flags({"enc/std_mean": 0.35, "test/r2_heldout_subset": 0.985, "kalman/spectral_radius": 1.0},
+                               hist, 1.02)
+    assert not ok["collapse/flag"] and not ok["collapse/a_at_bound"]
+    shrunk = ktrain.collapse_flags({"enc/std_mean": 0.01, "test/r2_heldout_subset": 0.97,
+                                    "kalman/spectral_radius": 1.0199}, hist, 1.02)
+    assert shrunk["collapse/flag"] and shrunk["collapse/a_at_bound"]
+    assert shrunk["collapse/spread_ratio"] == pytest.approx(0.01 / 0.4)
+    fell = ktrain.collapse_flags({"enc/std_mean": 0.4, "test/r2_heldout_subset": 0.6, "kalman/spectral_radius": 1.0},
+                                 hist, 1.02)
+    assert fell["collapse/flag"] and fell["collapse/r2_drop"] == pytest.approx(0.39)
+
+
+def test_generalisation_set_expands_into_datasets_and_runs():
+    gen = {"seed": 5, "n_motions": 5, "dataset": {"seq_len": 20, "n_train": 16, "n_test": 4, "observation_noise": 0.01},
+           "run": {"loss": "stopgrad", "model": {"state_dim": 4, "latent_dim": 2}, "optim": {"epochs": 1}}}
+    sec = {**TINY_SECTION, "generalisation": gen}
+    pairs = kset.runs_and_seeds({"kalman": sec})
+    assert [r for r, _ in pairs] == ["knn", "sg", "inferred"] + [f"gen{i}_stopgrad" for i in range(1, 6)]
+    cfg = kx.resolve_run(kset.kalman_section({"kalman": sec}), "gen3_stopgrad", 2)
+    assert cfg["data"]["random_phase"] and cfg["data"]["name"] == "gen3" and cfg["data"]["n_train"] == 16
+    assert cfg["data"]["motion"] in ("lissajous", "ellipse", "polygon", "epicycle")
+    assert cfg["model"]["encoding_norm"] == "whiten"
+    # deterministic from the seed, different for another seed
+    again = kx.resolve_run(kset.kalman_section({"kalman": sec}), "gen3_stopgrad", 2)
+    other = kx.resolve_run(kset.kalman_section({"kalman": {**sec, "generalisation": {**gen, "seed": 6}}}), "gen3_stopgrad", 2)
+    assert again["data"] == cfg["data"] and other["data"] != cfg["data"]
+    clash = {**sec, "datasets": {**sec["datasets"], "gen1": sec["datasets"]["tiny8"]}}
+    with pytest.raises(KeyError, match="clash"):
+        kset.kalman_section({"kalman": clash})
+
+
+def test_evaluation_reports_random_phase_baselines_and_collapse(data_dirs, tmp_path):
+    cfg = kx.resolve_run(TINY_SECTION, "sg", 1)
+    rd = tmp_path / "sg"
+    kx.train(cfg, data_dirs["tiny8"], rd)
+    ev = kx.evaluate(None, data_dirs["tiny8"], rd)
+    for k in ("r2_random_phase", "r2_random_phase_encoder", "baseline_raw_pixels_random_phase_r2",
+              "r2_heldout_encoder", "baseline_raw_pixels_r2", "baseline_untrained_r2", "encoding_spread_ratio"):
+        assert math.isfinite(ev[k]), k
+    assert isinstance(ev["collapsed"], bool) and isinstance(ev["a_at_bound"], bool)
+    hist = json.loads((rd / "history.json").read_text())["epochs"]
+    assert all("collapse/flag" in e and "enc/std_mean" in e for e in hist)
+    # a collapsed seed is flagged in metrics.json and in the table, never summarised silently
+    ev2 = dict(ev, seed=2, collapsed=True)
+    rd2 = tmp_path / "sg2"
+    rd2.mkdir()
+    (rd2 / "eval.json").write_text(json.dumps(ev2))
+    (rd2 / "history.json").write_text((rd / "history.json").read_text())
+    metrics = kx.summarize([rd, rd2], tmp_path / "res" / "metrics.json", profile="test")
+    assert metrics["collapse_detected"] is True and metrics["collapsed_runs"] == ["sg_seed2"]
+    assert metrics["sg/collapsed_seeds"] == [2]
+    table = (tmp_path / "res" / "tables" / "runs.csv").read_text().splitlines()
+    assert table[0].split(",")[4] == "collapsed" and table[2].split(",")[4] in ("True", "true", "1")
+
+
+def test_noise_inferred_claim_has_baselines(data_dirs, tmp_path):
+    cfg = kx.resolve_run(TINY_SECTION, "inferred", 1)
+    rd = tmp_path / "inf"
+    kx.train(cfg, data_dirs["tinycirc"], rd)
+    ev = kx.evaluate(None, data_dirs["tinycirc"], rd)
+    for k in ("baseline_noise_pixel_var_r2", "baseline_noise_untrained_r2", "noise_decoding_margin"):
+        assert math.isfinite(ev[k]), k
+    assert ev["noise_decoding_margin"] == pytest.approx(
+        ev["noise_decoding_r2"] - max(ev["baseline_noise_pixel_var_r2"], ev["baseline_noise_untrained_r2"]))

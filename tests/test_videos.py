@@ -142,3 +142,76 @@ def test_config_validation():
         VideoConfig.from_dict({"motion": "figure8", "colour": 1})
     with pytest.raises(ValueError, match="jump_rate"):
         VideoConfig(jump_rate=2.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# motion registry (issue 13)
+# --------------------------------------------------------------------------------------------------
+
+from ldm.data import motions  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(motions.MOTIONS))
+def test_every_registered_motion_renders_and_random_phase_differs(name):
+    fixed, _ = videos.generate_dataset(small(motion=name, prediction_noise=0.0, period=2.0), seed=1)
+    rand, _ = videos.generate_dataset(small(motion=name, prediction_noise=0.0, period=2.0, random_phase=True), seed=1)
+    assert fixed["position"].shape == rand["position"].shape == (40, 30, 2)
+    assert np.isfinite(rand["frames"]).all()
+    # fixed phase: every sequence shows the same trajectory; random phase: they differ
+    np.testing.assert_allclose(fixed["position"], np.broadcast_to(fixed["position"][:1], fixed["position"].shape), atol=1e-9)
+    assert np.abs(rand["position"] - rand["position"][:1]).max(axis=(1, 2))[1:].min() > 1e-3
+
+
+def test_random_phase_is_a_time_shift_of_the_same_curve():
+    cfg = small(motion="ellipse", period=2.0, random_phase=True, motion_params={"rx": 1.0, "ry": 0.5})
+    tr, _ = videos.generate_dataset(cfg, seed=4)
+    p = tr["position"][:, 0]
+    # every start point lies on the ellipse x^2 + (y / 0.5)^2 = 1
+    np.testing.assert_allclose(p[:, 0] ** 2 + (p[:, 1] / 0.5) ** 2, 1.0, atol=1e-5)
+
+
+def test_registry_plugs_in_a_new_motion_and_derives_its_rotation():
+    @motions.register_motion("_test_line", {"speed": 1.0}, harmonics=lambda p: [2.0])
+    def _line(cfg, n, rng):
+        t = np.arange(cfg.seq_len) * cfg.dt * motions.motion_params(cfg)["speed"]
+        return {"position": np.broadcast_to(np.stack([np.cos(t), 0 * t], -1), (n, cfg.seq_len, 2)).copy()}
+
+    try:
+        cfg = small(motion="_test_line", period=4.0, dt=0.2)
+        tr, _ = videos.generate_dataset(cfg, seed=0)
+        np.testing.assert_allclose(tr["position"][0, :, 0], np.cos(np.arange(30) * 0.2), atol=1e-6)
+        assert motions.rotation_angles_deg(cfg) == pytest.approx([2 * 360 * 0.2 / 4.0])
+        with pytest.raises(ValueError, match="unknown motion_params"):
+            small(motion="_test_line", motion_params={"sped": 2.0})
+    finally:
+        del motions.MOTIONS["_test_line"]
+    with pytest.raises(ValueError, match="unknown motion '_test_line'"):
+        small(motion="_test_line")
+
+
+def test_true_rotation_angles_come_from_the_motion():
+    from ldm.training.kalman import true_rotation_angles
+
+    assert true_rotation_angles(dict(motion="figure8", dt=0.1, period=1.0)) == pytest.approx([18.0, 36.0])
+    assert true_rotation_angles(dict(motion="square", dt=0.2, period=4.0)) == pytest.approx([18.0])
+    # lissajous 3:2 over a 4 s loop at dt 0.1: 27 and 18 degrees per step (fundamental = the slower)
+    assert true_rotation_angles(dict(motion="lissajous", dt=0.1, period=4.0, motion_params={"a": 3, "b": 2})) \
+        == pytest.approx([18.0, 27.0])
+    # the angles match the motion's own trajectory: the two strongest frequencies of x + i y
+    cfg = small(motion="epicycle", period=3.0, seq_len=300, motion_params={"k": 3.0, "c": 0.2, "r": 1.0})
+    p = videos.generate_split(cfg, 1, 0)["position"][0]
+    spec = np.abs(np.fft.fft(p[:, 0] + 1j * p[:, 1]))
+    f = np.argsort(spec)[-2:] / 300 * 360  # degrees per step of the two strongest harmonics
+    f = np.where(f > 180, 360 - f, f)
+    assert sorted(f) == pytest.approx(sorted(motions.rotation_angles_deg(cfg)), abs=1e-6)
+
+
+def test_draw_motions_is_seeded_and_covers_the_families():
+    a, b, c = motions.draw_motions(3, 5), motions.draw_motions(3, 5), motions.draw_motions(4, 5)
+    assert a == b and a != c
+    assert {m["motion"] for m in a} == set(motions.GENERALISATION_FAMILIES)
+    assert all(m["random_phase"] for m in a)
+    for m in a:  # every drawn motion is a valid, renderable data set whose angles stay below 180 degrees
+        cfg = small(**m)
+        assert 0 < max(motions.rotation_angles_deg(cfg)) < 180
+        assert np.isfinite(videos.generate_split(cfg, 2, 0)["frames"]).all()

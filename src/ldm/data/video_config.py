@@ -3,10 +3,10 @@ configs). Dependency-free, so the pipeline can resolve settings without importin
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-MOTIONS = ("circular", "figure8", "square")
+from ldm.data.motions import MOTIONS, motion_params  # the trajectory registry (ldm.data.motions)
 NOISE_TYPES = ("gaussian", "random_gaussian", "state_dependent_gaussian")
 
 
@@ -14,7 +14,9 @@ NOISE_TYPES = ("gaussian", "random_gaussian", "state_dependent_gaussian")
 class VideoConfig:
     """Parameters of one synthetic video data set (names follow the official configs)."""
 
-    motion: str = "figure8"
+    motion: str = "figure8"  # a name registered in ldm.data.motions.MOTIONS
+    motion_params: Mapping[str, float] = field(default_factory=dict)  # the motion's shape parameters
+    random_phase: bool = False  # every sequence starts at its own random phase (official: all identical)
     seq_len: int = 100
     image_dim: int = 10
     dt: float = 0.1
@@ -30,7 +32,8 @@ class VideoConfig:
 
     def __post_init__(self) -> None:
         if self.motion not in MOTIONS:
-            raise ValueError(f"videos: unknown motion {self.motion!r}; expected one of {MOTIONS}")
+            raise ValueError(f"videos: unknown motion {self.motion!r}; registered: {sorted(MOTIONS)}")
+        motion_params(self)  # unknown motion_params keys raise here
         if self.noise_type not in NOISE_TYPES:
             raise ValueError(f"videos: unknown noise_type {self.noise_type!r}; expected one of {NOISE_TYPES}")
         for name in ("seq_len", "image_dim", "n_train", "n_test"):
@@ -52,4 +55,6 @@ class VideoConfig:
         return cls(**dict(d))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["motion_params"] = motion_params(self)
+        return out

@@ -3,9 +3,9 @@
 A video is a sequence of ``seq_len`` frames of ``image_dim x image_dim`` pixels showing a Gaussian blob
 at the position of a 2-D latent trajectory, plus per-frame Gaussian pixel noise:
 
-* motions: ``circular`` (noisy rotation on the unit circle, optional +135 degree jumps), ``figure8``
-  (deterministic Lissajous curve ``(cos th, sin th cos th)``) and ``square`` (deterministic
-  counter-clockwise square);
+* motions: the trajectory registry :mod:`ldm.data.motions` -- ``circular`` (noisy rotation on the unit
+  circle, optional +135 degree jumps), ``figure8`` (``(cos th, sin th cos th)``), ``square``, and further
+  shapes (lissajous, ellipse, polygon, epicycle); ``random_phase`` gives every sequence its own phase;
 * rendering: blob with sigma = 1 pixel, peak 1, pixel coordinate ``clip((v + 3) * 10/6, 0, 9)`` (visible
   window ``[-3, 2.4]``), optional ``half_flip`` (``y -> -y`` where ``x > 0``: the image map is not
   injective, only temporal context disambiguates);
@@ -26,7 +26,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ldm.data.video_config import MOTIONS, NOISE_TYPES, VideoConfig  # noqa: F401 (part of this module's API)
+from ldm.data.motions import MOTIONS, get_motion, register_motion  # noqa: F401 (part of this module's API)
+from ldm.data.video_config import NOISE_TYPES, VideoConfig  # noqa: F401 (part of this module's API)
 
 
 def split_seeds(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
@@ -41,63 +42,31 @@ def split_seeds(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequen
 # --------------------------------------------------------------------------------------------------
 
 
-def _rotation(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s], [s, c]])
+def _trajectory(motion: str, n: int, seq_len: int, dt: float, period: float, rng: np.random.Generator | None = None,
+                **kw) -> dict[str, np.ndarray]:
+    cfg = VideoConfig(motion=motion, seq_len=seq_len, dt=dt, period=period, **kw)
+    return get_motion(motion).trajectory(cfg, n, rng if rng is not None else np.random.default_rng(0))
 
 
 def circular_trajectories(
     n: int, seq_len: int, dt: float, period: float, prediction_noise: float, jump_rate: float,
     rng: np.random.Generator, jump_angle_deg: float = 135.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Noisy rotation on the unit circle: ``p_t = normalise(R(w dt) p_{t-1} + N(0, q I))``, p_0 = (1, 0).
-
-    With probability ``jump_rate`` per step t >= 1 the (renormalised) position is rotated by
-    ``jump_angle_deg``. Returns positions [n, T, 2] and jump indicators [n, T] (int8).
-    """
-    rot = _rotation(2 * np.pi / period * dt)
-    jump_rot = _rotation(np.deg2rad(jump_angle_deg))
-    pos = np.zeros((n, seq_len, 2))
-    jumps = np.zeros((n, seq_len), dtype=np.int8)
-    p = np.tile(np.array([1.0, 0.0]), (n, 1))
-    pos[:, 0] = p
-    std = np.sqrt(prediction_noise)
-    for t in range(1, seq_len):
-        p = p @ rot.T + std * rng.standard_normal((n, 2))
-        p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-        if jump_rate > 0:
-            j = rng.random(n) < jump_rate
-            p = np.where(j[:, None], p @ jump_rot.T, p)
-            jumps[:, t] = j
-        pos[:, t] = p
-    return pos, jumps
+    """The registered ``circular`` motion (positions [n, T, 2], jump indicators [n, T])."""
+    out = _trajectory("circular", n, seq_len, dt, period, rng, prediction_noise=prediction_noise,
+                      jump_rate=jump_rate, jump_angle_deg=jump_angle_deg)
+    return out["position"], out["jumps"]
 
 
 def figure8_trajectories(n: int, seq_len: int, dt: float, period: float) -> np.ndarray:
-    """Figure-eight ``p_t = (cos th_t, sin th_t cos th_t)``, ``th_t = t dt pi / period`` (same for all n)."""
-    th = np.arange(seq_len) * dt * np.pi / period
-    p = np.stack([np.cos(th), np.sin(th) * np.cos(th)], axis=-1)
-    return np.broadcast_to(p, (n, seq_len, 2)).copy()
+    """The registered ``figure8`` motion with phase 0 (same for all n)."""
+    return _trajectory("figure8", n, seq_len, dt, period)["position"]
 
 
 def square_trajectories(n: int, seq_len: int, dt: float, period: float) -> tuple[np.ndarray, np.ndarray]:
-    """Counter-clockwise square with side duration ``period/4`` (same for all n).
-
-    ``u = 2 frac(t dt / w) - 1``, side ``floor(t dt / w) mod 4`` -> (1, u), (-u, 1), (-1, -u), (u, -1).
-    The formula is used for every frame including t = 0 (the official code hard-codes p_0 = (1, 0)).
-    Also returns the phase label ``sin_pos = (cos 2 pi t dt / period, sin 2 pi t dt / period)``.
-    """
-    t = np.arange(seq_len) * dt
-    w = period / 4.0
-    ratio = t / w + 1e-9  # guard against 4.9999 from floating point
-    u = (ratio - np.floor(ratio)) * 2 - 1
-    side = np.floor(ratio).astype(int) % 4
-    x = np.choose(side, [np.ones_like(u), -u, -np.ones_like(u), u])
-    y = np.choose(side, [u, np.ones_like(u), -u, -np.ones_like(u)])
-    p = np.stack([x, y], axis=-1)
-    ph = 2 * np.pi * t / period
-    sin_pos = np.stack([np.cos(ph), np.sin(ph)], axis=-1)
-    return (np.broadcast_to(p, (n, seq_len, 2)).copy(), np.broadcast_to(sin_pos, (n, seq_len, 2)).copy())
+    """The registered ``square`` motion with phase 0 (same for all n): positions and ``sin_pos``."""
+    out = _trajectory("square", n, seq_len, dt, period)
+    return out["position"], out["sin_pos"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,19 +122,16 @@ def add_pixel_noise(clean: np.ndarray, noise_level: np.ndarray, rng: np.random.G
 
 
 def generate_split(cfg: VideoConfig, n: int, seed: np.random.SeedSequence | int) -> dict[str, np.ndarray]:
-    """Generate ``n`` videos: frames [n,T,P] float32 and labels (position, noise_level, jumps, sin_pos)."""
+    """Generate ``n`` videos: frames [n,T,P] float32 and labels (position, noise_level, jumps, sin_pos);
+    the trajectory comes from the motion registered under ``cfg.motion`` (:mod:`ldm.data.motions`)."""
     rng = np.random.default_rng(seed)
     T = cfg.seq_len
-    jumps = np.zeros((n, T), dtype=np.int8)
-    sin_pos = None
-    if cfg.motion == "circular":
-        pos, jumps = circular_trajectories(
-            n, T, cfg.dt, cfg.period, cfg.prediction_noise, cfg.jump_rate, rng, cfg.jump_angle_deg
-        )
-    elif cfg.motion == "figure8":
-        pos = figure8_trajectories(n, T, cfg.dt, cfg.period)
-    else:
-        pos, sin_pos = square_trajectories(n, T, cfg.dt, cfg.period)
+    labels = get_motion(cfg.motion).trajectory(cfg, n, rng)
+    pos = np.asarray(labels["position"], dtype=np.float64)
+    if pos.shape != (n, T, 2):
+        raise ValueError(f"videos: motion {cfg.motion!r} returned positions of shape {pos.shape}, expected {(n, T, 2)}")
+    jumps = labels.get("jumps", np.zeros((n, T), dtype=np.int8))
+    sin_pos = labels.get("sin_pos")
     s = noise_levels(cfg.noise_type, cfg.observation_noise, pos, rng)
     frames = add_pixel_noise(render_clean(pos, cfg.image_dim, cfg.half_flip), s, rng)
     out = {

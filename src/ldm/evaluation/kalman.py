@@ -26,7 +26,7 @@ def baselines(cfg: Mapping[str, Any], train_arr: Mapping[str, np.ndarray], test_
     model (same seed) at initialisation, filtered state and encoder output."""
     frames_tr, frames_te = train_arr["frames"], test_arr["frames"]
     raw = probes.heldout_r2(frames_tr, train_arr["position"], frames_te, test_arr["position"])["r2"]
-    untrained = KalmanSSL(cfg["model"], seed=int(cfg["seed"])).eval()
+    untrained = KalmanSSL(cfg["model"], seed=int(cfg["seed"]), loss=cfg.get("loss")).eval()
     tr = filter_all(untrained, torch.from_numpy(frames_tr), batch)
     te = filter_all(untrained, torch.from_numpy(frames_te), batch)
     return {
@@ -34,6 +34,40 @@ def baselines(cfg: Mapping[str, Any], train_arr: Mapping[str, np.ndarray], test_
         "baseline_untrained_r2": probes.heldout_r2(tr["h"], train_arr["position"], te["h"], test_arr["position"])["r2"],
         "baseline_untrained_encoder_r2": probes.heldout_r2(tr["z"], train_arr["position"], te["z"], test_arr["position"])["r2"],
     }
+
+
+def random_phase_test(cfg: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
+    """Test videos of the run's motion with a random phase per sequence (the trained-on motion with
+    ``random_phase: false`` shows every sequence the same trajectory, so a regressor on the frame index
+    would score 1.0 on the standard test set). Seeded from the data seed (a third child seed)."""
+    from ldm.data.videos import VideoConfig, generate_split
+
+    vc = VideoConfig.from_dict({**{k: v for k, v in cfg["data"].items() if k not in ("seed", "name")},
+                                "random_phase": True})
+    seed = np.random.SeedSequence(int(cfg["data"].get("seed", 1))).spawn(3)[2]
+    return generate_split(vc, int(n), seed)
+
+
+def heldout_set_r2(model: KalmanSSL, train_arr: Mapping[str, np.ndarray], tr: Mapping[str, np.ndarray],
+                   test_arr: Mapping[str, np.ndarray], batch: int) -> dict[str, float]:
+    """Filtered-state, encoder-only and raw-pixel held-out R^2 on ``test_arr`` (OLS fitted on train)."""
+    te = filter_all(model, torch.from_numpy(test_arr["frames"]), batch)
+    pos_tr, pos_te = train_arr["position"], test_arr["position"]
+    return {
+        "r2": probes.heldout_r2(tr["h"], pos_tr, te["h"], pos_te)["r2"],
+        "r2_encoder": probes.heldout_r2(tr["z"], pos_tr, te["z"], pos_te)["r2"],
+        "raw_pixels": probes.heldout_r2(train_arr["frames"], pos_tr, test_arr["frames"], pos_te)["r2"],
+    }
+
+
+def noise_baseline(train_arr: Mapping[str, np.ndarray], test_arr: Mapping[str, np.ndarray]) -> float:
+    """The simplest decoder of the per-frame noise level (Fig. A4's claim that Sigma_D tracks the noise):
+    the same OLS decoder on the frame's pixel variance (and its log), no learning."""
+    def pix_var(a: Mapping[str, np.ndarray]) -> np.ndarray:
+        return a["frames"].astype(np.float64).var(-1, keepdims=True)
+
+    return probes.noise_level_decoding(pix_var(train_arr), train_arr["noise_level"], pix_var(test_arr),
+                                       test_arr["noise_level"])["r2"]
 
 
 def evaluate(cfg: Optional[Mapping[str, Any]], videos_dir: Path | str, run_dir: Path | str) -> dict[str, Any]:
@@ -97,6 +131,14 @@ def evaluate(cfg: Optional[Mapping[str, Any]], videos_dir: Path | str, run_dir: 
     if model.kalman.obs_noise != "fixed":
         nl = probes.noise_level_decoding(tr["obs_var"], train_arr["noise_level"], te["obs_var"], test_arr["noise_level"])
         res.update({f"noise_decoding_{k}": v for k, v in nl.items()})
+        res["baseline_noise_pixel_var_r2"] = noise_baseline(train_arr, test_arr)
+        untrained = KalmanSSL(cfg["model"], seed=int(cfg["seed"]), loss=cfg.get("loss")).eval()
+        utr = filter_all(untrained, torch.from_numpy(train_arr["frames"]), bs)
+        ute = filter_all(untrained, torch.from_numpy(test_arr["frames"]), bs)
+        res["baseline_noise_untrained_r2"] = probes.noise_level_decoding(
+            utr["obs_var"], train_arr["noise_level"], ute["obs_var"], test_arr["noise_level"])["r2"]
+        res["noise_decoding_margin"] = res["noise_decoding_r2"] - max(res["baseline_noise_pixel_var_r2"],
+                                                                      res["baseline_noise_untrained_r2"])
         # noise-aware filtering: position error of the filtered state vs the raw encoding, per noise bin
         err_f = np.linalg.norm(pos_hat - pos_te, axis=-1)
         z_hat = probes.predict(te["z"], enc_fit["W"], enc_fit["c"])
@@ -117,5 +159,17 @@ def evaluate(cfg: Optional[Mapping[str, Any]], videos_dir: Path | str, run_dir: 
              frames=test_arr["frames"], pos_hat=pos_hat, pos_std=pos_std, **te, **np_b, **extra_arrays)
     res.update(baselines(cfg, train_arr, test_arr, bs))
     res["margin_over_raw_pixels"] = res["r2_heldout"] - res["baseline_raw_pixels_r2"]
+    # random-phase test sequences of the same motion (a trajectory the training set may never show)
+    rp = heldout_set_r2(model, train_arr, tr, random_phase_test(cfg, pos_te.shape[0]), bs)
+    res.update({"r2_random_phase": rp["r2"], "r2_random_phase_encoder": rp["r2_encoder"],
+                "baseline_raw_pixels_random_phase_r2": rp["raw_pixels"],
+                "margin_random_phase_over_raw_pixels": rp["r2"] - rp["raw_pixels"]})
+    # collapse diagnostics recorded during training (ldm.training.kalman.collapse_flags)
+    final = hist["epochs"][-1] if hist["epochs"] else {}
+    res["collapsed"] = bool(final.get("collapse/flag", False))
+    res["collapse_epochs"] = [int(e["epoch"]) for e in hist["epochs"] if e.get("collapse/flag")]
+    res["a_at_bound"] = bool(final.get("collapse/a_at_bound", False))
+    res["encoding_spread_ratio"] = float(final.get("collapse/spread_ratio", float("nan")))
+    res["r2_drop_from_peak"] = float(final.get("collapse/r2_drop", float("nan")))
     write_json(run_dir / "eval.json", res)
     return res

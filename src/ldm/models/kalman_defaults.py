@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
         "rho_max": 1.02,
         "rho_soft_start": 0.95,  # null: hard rescale W * rho_max / rho(W) (sticks at the boundary)
         "init_log_scale": 1.0,
+        "encoding_norm": "auto",  # whiten | batch | none | auto (= whiten for the stopgrad loss), over batch x time (issue 13)
     },
     "loss": "stopgrad",
     "knn": {"k": 3, "p": 2.0, "clip_quantile": 0.9, "scale_by_dim": True, "jitter": 1e-6},

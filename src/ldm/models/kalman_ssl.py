@@ -33,28 +33,83 @@ from ldm.objectives.objective import KNN, PredictiveObjective, info_nce
 from ldm.models.kalman_defaults import DEFAULTS, LOSSES, deep_merge
 
 
-class Encoder(nn.Module):
-    """Per-frame MLP F: input_dim -> hidden_dim (ReLU) -> latent_dim."""
+class BatchWhitening(nn.Module):
+    """Whiten d-dim encodings over the pooled batch: z~ = L^-1 (z - mu), L L^T = Cov(z) + eps tr(Cov)/d I (Cholesky,
+    differentiable through the batch statistics); running mean/covariance (momentum) in eval mode.
+    The Gaussian counterpart of the marginal entropy: log det of the map is -1/2 log det Cov(Z)."""
 
-    def __init__(self, input_dim: int = 100, hidden_dim: int = 100, latent_dim: int = 2) -> None:
+    def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_cov", torch.eye(dim))
+
+    def forward(self, z: Tensor) -> Tensor:
+        eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
+        if self.training:
+            mu = z.mean(0)
+            zc = z - mu
+            cov = zc.T @ zc / max(z.shape[0] - 1, 1)
+            with torch.no_grad():
+                self.running_mean.lerp_(mu.detach(), self.momentum)
+                self.running_cov.lerp_(cov.detach(), self.momentum)
+        else:
+            mu, cov = self.running_mean, self.running_cov
+            zc = z - mu
+        # jitter relative to the mean variance keeps the map exactly scale-invariant
+        # (cholesky_ex: a non-finite batch gives non-finite encodings, reported by the training loop by step)
+        L, _ = torch.linalg.cholesky_ex(cov + self.eps * torch.diagonal(cov).mean().clamp_min(1e-12) * eye)
+        return torch.linalg.solve_triangular(L, zc.T, upper=False).T
+
+
+class Encoder(nn.Module):
+    """Per-frame MLP F: input_dim -> hidden_dim (ReLU) -> latent_dim, optionally followed by a
+    normalisation over the pooled batch x time encodings: ``norm="whiten"`` (:class:`BatchWhitening`) or
+    ``"batch"`` (per-dimension standardisation); batch statistics in training, running ones in eval.
+
+    Why (issue 13): the Kalman NLL (Eq. 15) with the learned noise scale e^s is scale-covariant --
+    z -> a z, s -> s + 2 log a lowers it by L log(1/a) per step -- and the stopgrad loss has no marginal-
+    entropy term to cancel that, so the encodings shrink (or, with per-dimension standardisation only,
+    become collinear) while A runs to its radius bound. With whitened encodings the stopgrad NLL becomes
+    ``CE(z_t | z^_t) - 1/2 log det Cov(Z)``: the conditional entropy minus the Gaussian marginal entropy,
+    the LDM objective's two terms (the logdet estimator of App. A.5), so neither shrinking nor collapsing
+    onto fewer dimensions is a descent direction.
+    """
+
+    def __init__(self, input_dim: int = 100, hidden_dim: int = 100, latent_dim: int = 2,
+                 norm: Optional[str] = None) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, latent_dim))
+        if norm not in (None, "none", "batch", "whiten"):
+            raise ValueError(f"kalman: model.encoding_norm must be 'whiten', 'batch', 'none' or 'auto' (resolved by "
+                             f"the loss), got {norm!r}")
+        self.norm: Optional[nn.Module] = None
+        if norm == "batch":
+            self.norm = nn.BatchNorm1d(latent_dim, eps=1e-8, affine=False)
+        elif norm == "whiten":
+            self.norm = BatchWhitening(latent_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        z = self.net(x)
+        if self.norm is not None:
+            shape = z.shape
+            z = self.norm(z.reshape(-1, shape[-1])).reshape(shape)
+        return z
 
 
 class KalmanSSL(nn.Module):
     """Encoder + Kalman-filter predictor + online probes (position from h_t - b; noise level from Sigma_D)."""
 
-    def __init__(self, model_cfg: Mapping[str, Any], seed: int = 0) -> None:
+    def __init__(self, model_cfg: Mapping[str, Any], seed: int = 0, loss: Optional[str] = None) -> None:
         super().__init__()
         cfg = deep_merge(DEFAULTS["model"], model_cfg)
+        if cfg.get("encoding_norm") == "auto":  # the stopgrad loss needs the scale fixed (see Encoder)
+            cfg["encoding_norm"] = "whiten" if loss == "stopgrad" else "none"
         self.cfg = cfg
         g = torch.Generator().manual_seed(int(seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            self.encoder = Encoder(cfg["input_dim"], cfg["hidden_dim"], cfg["latent_dim"])
+            self.encoder = Encoder(cfg["input_dim"], cfg["hidden_dim"], cfg["latent_dim"], cfg.get("encoding_norm"))
             self.kalman = KalmanFilter(
                 cfg["state_dim"], cfg["latent_dim"], obs_noise=cfg["obs_noise"],
                 process_noise=cfg["process_noise"], input_dim=cfg["input_dim"], pred_steps=cfg["pred_steps"],

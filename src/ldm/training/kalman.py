@@ -3,6 +3,7 @@ run through the shared resumable loop and the device layer, and loading a traine
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -21,20 +22,24 @@ from ldm.training.loop import discard_stale_checkpoint, fit
 from ldm.training.optim import build_optimizer, build_scheduler
 
 EXPERIMENT = "kalman"
+log = logging.getLogger("ldm")
 
 
-def true_rotation_deg(data_cfg: Mapping[str, Any]) -> float:
-    """Rotation per step of the generating hidden dynamics: 360 dt / period (circular, square); the
-    figure-eight's x component turns by 180 dt / period (its y component twice as fast)."""
-    if data_cfg["motion"] == "figure8":
-        return 180.0 * float(data_cfg["dt"]) / float(data_cfg["period"])
-    return 360.0 * float(data_cfg["dt"]) / float(data_cfg["period"])
+def _video_config(data_cfg: Mapping[str, Any]) -> VideoConfig:
+    return VideoConfig.from_dict({k: v for k, v in data_cfg.items() if k not in ("seed", "name")})
 
 
 def true_rotation_angles(data_cfg: Mapping[str, Any]) -> list[float]:
-    """All rotation angles per step of the generating dynamics (figure-eight: x at w, y at 2w)."""
-    a = true_rotation_deg(data_cfg)
-    return [a, 2 * a] if data_cfg["motion"] == "figure8" else [a]
+    """All rotation angles per step of the generating dynamics, fundamental first, derived from the
+    motion itself (:func:`ldm.data.motions.rotation_angles_deg`; figure-eight: x at w, y at 2w)."""
+    from ldm.data.motions import rotation_angles_deg
+
+    return rotation_angles_deg(_video_config(data_cfg))
+
+
+def true_rotation_deg(data_cfg: Mapping[str, Any]) -> float:
+    """Rotation per step of the motion's fundamental (360 dt / loop time; figure-eight 180 dt / period)."""
+    return true_rotation_angles(data_cfg)[0]
 
 
 def matched_rotation_deg(A: torch.Tensor, true_deg: float) -> float:
@@ -67,6 +72,45 @@ class VideoTensors:
         if self.clean is None:
             return self.frames
         return self.clean + self.noise_std * torch.randn(self.clean.shape, generator=generator)
+
+
+def spread_metrics(z: np.ndarray, innov_cov: np.ndarray, pred_mean: np.ndarray) -> dict[str, float]:
+    """Collapse diagnostics of the encodings z [N,T,L] (pooled over sequences and time): per-dimension
+    standard deviation (mean and min), and the two parts of the Kalman NLL (Eq. 15) per step, the
+    log-determinant 1/2 log det S_e and the Mahalanobis term 1/2 e^T S_e^-1 e. A shrinking encoding with
+    a shrinking S_e lowers the log-det part without bound (the NLL is scale-covariant)."""
+    zf = z.reshape(-1, z.shape[-1])
+    sd = zf.std(0)
+    Se = innov_cov.reshape(-1, *innov_cov.shape[-2:]).astype(np.float64)
+    e = (z - pred_mean).reshape(-1, z.shape[-1]).astype(np.float64)
+    Se_b = np.broadcast_to(Se, (e.shape[0], *Se.shape[1:])) if Se.shape[0] == 1 else Se
+    logdet = 0.5 * np.linalg.slogdet(Se_b)[1]
+    mahal = 0.5 * np.einsum("ni,ni->n", e, np.linalg.solve(Se_b, e[..., None])[..., 0])
+    return {"enc/std_mean": float(sd.mean()), "enc/std_min": float(sd.min()),
+            "nll/logdet_per_step": float(logdet.mean()), "nll/mahalanobis_per_step": float(mahal.mean())}
+
+
+#: Collapse thresholds (issue 13): the encodings' spread fell below this fraction of its peak over the
+#: epochs, or the per-epoch held-out R^2 fell this far below its peak; A within this of its radius bound.
+COLLAPSE_SPREAD_RATIO = 0.2
+COLLAPSE_R2_DROP = 0.05
+BOUND_TOL = 0.005
+
+
+def collapse_flags(m: Mapping[str, Any], previous: list[Mapping[str, Any]], rho_max: float) -> dict[str, Any]:
+    """Collapse diagnostics of one epoch from its metrics ``m`` and the earlier epochs' ``previous``:
+    ``collapse/spread_ratio`` (encoding std / its peak so far), ``collapse/r2_drop`` (peak held-out R^2 so
+    far minus now), ``collapse/a_at_bound`` (rho(A) >= rho_max - BOUND_TOL; a warning sign -- a healthy
+    kNN run can sit there too) and ``collapse/flag`` (spread ratio < COLLAPSE_SPREAD_RATIO or R^2 drop >
+    COLLAPSE_R2_DROP)."""
+    stds = [float(e["enc/std_mean"]) for e in previous if "enc/std_mean" in e] + [float(m["enc/std_mean"])]
+    r2s = [float(e["test/r2_heldout_subset"]) for e in previous if "test/r2_heldout_subset" in e]
+    r2s.append(float(m["test/r2_heldout_subset"]))
+    ratio = stds[-1] / max(max(stds), 1e-30)
+    drop = max(r2s) - r2s[-1]
+    at_bound = float(m["kalman/spectral_radius"]) >= float(rho_max) - BOUND_TOL
+    return {"collapse/spread_ratio": ratio, "collapse/r2_drop": drop, "collapse/a_at_bound": bool(at_bound),
+            "collapse/flag": bool(ratio < COLLAPSE_SPREAD_RATIO or drop > COLLAPSE_R2_DROP)}
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -133,7 +177,7 @@ def train(cfg: Mapping[str, Any], videos_dir: Path | str, out_dir: Path | str,
         raise ValueError(f"kalman: frames have {train_set.frames.shape[-1]} pixels, model.input_dim is "
                          f"{cfg['model'].get('input_dim')}")
 
-    model = device.model(KalmanSSL(cfg["model"], seed=seed))
+    model = device.model(KalmanSSL(cfg["model"], seed=seed, loss=cfg.get("loss")))
     optimizer = build_optimizer(model, optim_cfg)
     scheduler = build_scheduler(optimizer, optim_cfg)
     every = int(cfg.get("grad_cos_every", 0) or 0)
@@ -184,6 +228,13 @@ def train(cfg: Mapping[str, Any], videos_dir: Path | str, out_dir: Path | str,
             "kalman/log_scale": float(model.kalman.log_scale),
             "kalman/mean_obs_var": float(te["obs_var"].mean()),
         }
+        m.update(spread_metrics(te["z"], te["innov_cov"], te["pred_mean"]))
+        m.update(collapse_flags(m, history["epochs"], model.kalman.transition.rho_max))
+        if m["collapse/flag"]:
+            log.warning(f"kalman {cfg['name']} seed {seed} epoch {epoch}: COLLAPSE suspected "
+                        f"(encoding spread {m['enc/std_mean']:.3g} = {m['collapse/spread_ratio']:.2f} x its peak, "
+                        f"held-out R2 {r2:.3f}, {m['collapse/r2_drop']:.3f} below its peak, "
+                        f"rho(A) {m['kalman/spectral_radius']:.4f})")
         cos = [s["grad_cos"] for s in history["steps"] if s.get("epoch") == epoch and "grad_cos" in s]
         if cos:
             m["grad_cos_mean"] = float(np.mean(cos))
@@ -227,7 +278,13 @@ def train(cfg: Mapping[str, Any], videos_dir: Path | str, out_dir: Path | str,
             "grad_cos_min": float(np.min(cos)) if cos else float("nan"),
             "grad_cos_max": float(np.max(cos)) if cos else float("nan"),
             "grad_cos_mean": float(np.mean(cos)) if cos else float("nan"),
+            "collapsed": bool(final.get("collapse/flag", False)),
+            "collapse_epochs": [int(e["epoch"]) for e in history["epochs"] if e.get("collapse/flag")],
+            "a_at_bound": bool(final.get("collapse/a_at_bound", False)),
         }
+        if summary["collapsed"]:
+            log.warning(f"kalman {cfg['name']} seed {seed}: the final model is flagged as COLLAPSED "
+                        f"(epochs flagged: {summary['collapse_epochs']})")
         save_torch({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "config": cfg}, out_dir / "model.pt")
         write_json(out_dir / "history.json", {"epochs": history["epochs"], "steps": history["steps"]})
         write_json(out_dir / "train_metrics.json", summary)
@@ -247,7 +304,7 @@ def load_model(run_dir: Path | str) -> tuple[KalmanSSL, dict[str, Any]]:
         raise FileNotFoundError(f"kalman: no trained model at {path} (run the train stage first)")
     state = torch.load(path, map_location="cpu", weights_only=False)
     cfg = state["config"]
-    model = KalmanSSL(cfg["model"], seed=int(cfg["seed"]))
+    model = KalmanSSL(cfg["model"], seed=int(cfg["seed"]), loss=cfg.get("loss"))
     model.load_state_dict(state["model"])
     model.eval()
     return model, cfg

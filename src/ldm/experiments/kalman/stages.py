@@ -34,7 +34,12 @@ KEYS = ["r2_heldout", "r2_heldout_encoder", "baseline_raw_pixels_r2", "baseline_
         "baseline_untrained_encoder_r2", "margin_over_raw_pixels", "r2_online_paper", "r2_heldout_skip10",
         "grad_cos_min", "grad_cos_max", "grad_cos_mean", "rotation_deg", "rotation_true_deg", "spectral_radius",
         "train_time_s", "noise_decoding_r2", "noise_decoding_spearman", "err_filtered_mean", "err_encoder_mean",
-        "position_coverage_2sd", "process_var_jump_ratio"]
+        "position_coverage_2sd", "process_var_jump_ratio", "r2_random_phase", "r2_random_phase_encoder",
+        "baseline_raw_pixels_random_phase_r2", "margin_random_phase_over_raw_pixels", "baseline_noise_pixel_var_r2",
+        "baseline_noise_untrained_r2", "noise_decoding_margin", "encoding_spread_ratio", "r2_drop_from_peak"]
+
+#: Per-seed collapse flags (issue 13), listed in tables/runs.csv and summarised in metrics.json.
+FLAGS = ["collapsed", "a_at_bound"]
 
 
 @stage("kalman.videos", settings=settings.videos)
@@ -119,8 +124,21 @@ def summarize(job: Job) -> None:
         if mins:
             metrics[f"{name}/grad_cos_all_positive"] = bool(min(mins) > 0)
         metrics[f"{name}/loss"] = next(r["loss"] for r in rows if r["name"] == name)
+        for flag in FLAGS:
+            metrics[f"{name}/{flag}_seeds"] = sorted(int(r["seed"]) for r in rows if r["name"] == name and r.get(flag))
+    # a collapsed run is never summarised silently: a top-level flag, the list, and a warning in the log
+    collapsed = sorted(f"{r['name']}_seed{r['seed']}" for r in rows if r.get("collapsed"))
+    metrics["collapse_detected"] = bool(collapsed)
+    metrics["collapsed_runs"] = collapsed
+    metrics["a_at_bound_runs"] = sorted(f"{r['name']}_seed{r['seed']}" for r in rows if r.get("a_at_bound"))
+    if collapsed:
+        import logging
+
+        logging.getLogger("ldm").warning(f"kalman: COLLAPSED runs in this summary: {collapsed} "
+                                         "(their R2 is in the tables, flagged in the 'collapsed' column)")
     write_json(job.output["metrics"], metrics)
-    write_csv(job.output["table"], sorted(rows, key=lambda r: (r["name"], r["seed"])), ["name", "seed", "loss", "dataset", *KEYS])
+    write_csv(job.output["table"], sorted(rows, key=lambda r: (r["name"], r["seed"])),
+              ["name", "seed", "loss", "dataset", *FLAGS, *KEYS])
     write_paper_table(job.output["paper_table"], metrics, PAPER)
     cols = sorted({k for e in epochs for k in e if k != "run"})
     write_csv(job.output["epochs"], epochs, ["run", *cols])
