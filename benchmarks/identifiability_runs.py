@@ -26,7 +26,7 @@ def print_epochs(name: str, seed: str, epochs: list) -> None:
     for i, e in enumerate(epochs):
         ce = e.get("train/alignment_ce", e.get("alignment_ce", float("nan")))
         print(f"  {'':{len(name) + len(seed) + 2}s}  {i + 1:5d} {ce:9.3f} {e.get('test/r2_unclamped_subsetfit', float('nan')):6.3f} "
-              f"{e.get('enc/std_min', float('nan')):8.4f} {e.get('enc/std_max', float('nan')):8.4f} "
+              f"{e.get('enc/std_min', float('nan')):8.2e} {e.get('enc/std_max', float('nan')):8.2e} "
               f"{e.get('enc/cov_eig_min', float('nan')):9.2e} {e.get('enc/cov_eig_max', float('nan')):9.2e} "
               f"{e.get('enc/cov_eig_ratio', float('nan')):9.2e}", flush=True)
 
