@@ -1,5 +1,5 @@
 """Train + evaluate identifiability runs and print one row per run (held-out affine R², baselines, wall
-times). Used to size the profiles: each ``--run`` is ``NAME|OVERRIDES_JSON|SEED`` (overrides of
+times; ``--per-epoch``: each epoch's alignment, R² and encoding spread). Used to size the profiles: each ``--run`` is ``NAME|OVERRIDES_JSON|SEED`` (overrides of
 ``ldm.training.identifiability.resolve_config``); the data set is generated once per folder.
 
     PYTHONPATH=src python benchmarks/identifiability_runs.py --data /tmp/wobbly2000 --n-train 2000 \\
@@ -20,6 +20,17 @@ from ldm.data import wobbly as w
 from ldm.training import identifiability as T
 
 
+def print_epochs(name: str, seed: str, epochs: list) -> None:
+    """Per-epoch diagnostics: mean training alignment CE, held-out R² (subset fit), raw encoder spread."""
+    print(f"  {name} s{seed}: epoch  align_ce  R2unc   std_min  std_max  eig_min   eig_max  eig_min/max", flush=True)
+    for i, e in enumerate(epochs):
+        ce = e.get("train/alignment_ce", e.get("alignment_ce", float("nan")))
+        print(f"  {'':{len(name) + len(seed) + 2}s}  {i + 1:5d} {ce:9.3f} {e.get('test/r2_unclamped_subsetfit', float('nan')):6.3f} "
+              f"{e.get('enc/std_min', float('nan')):8.2e} {e.get('enc/std_max', float('nan')):8.2e} "
+              f"{e.get('enc/cov_eig_min', float('nan')):9.2e} {e.get('enc/cov_eig_max', float('nan')):9.2e} "
+              f"{e.get('enc/cov_eig_ratio', float('nan')):9.2e}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True, help="data folder (train.npz/test.npz; generated if missing)")
@@ -29,6 +40,8 @@ def main() -> None:
     p.add_argument("--data-config", default="{}", help="JSON overrides of WobblyConfig")
     p.add_argument("--runs-dir", default="/tmp/identifiability_runs")
     p.add_argument("--run", action="append", required=True, help="NAME|OVERRIDES_JSON|SEED")
+    p.add_argument("--per-epoch", action="store_true",
+                   help="also print every epoch's training alignment, held-out R² and the raw encodings' spread")
     a = p.parse_args()
     data = Path(a.data)
     if not (data / "test.npz").is_file():
@@ -49,6 +62,8 @@ def main() -> None:
         t0 = time.perf_counter()
         s = T.train(cfg, data, run)
         t1 = time.perf_counter()
+        if a.per_epoch:
+            print_epochs(name, seed, json.loads((run / "history.json").read_text())["epochs"])
         r = T.evaluate(run, data)
         t2 = time.perf_counter()
         print(f"{name:14s} {seed:>4s} {s['steps']:6d} {t1 - t0:8.1f} {t2 - t1:7.1f} {r['learned/r2_unclamped']:7.3f} "

@@ -419,9 +419,9 @@ def _comparable(history):
     return [{k: v for k, v in e.items() if k != "epoch_time_s"} for e in history]
 
 
-@pytest.mark.parametrize("loss", ["knn", "stopgrad"])
-def test_killed_run_resumes_with_identical_metrics(data_dir, tmp_path, loss):
-    cfg = tiny_cfg(loss)
+@pytest.mark.parametrize("loss,norm", [("knn", "none"), ("stopgrad", "none"), ("stopgrad", "whiten")])
+def test_killed_run_resumes_with_identical_metrics(data_dir, tmp_path, loss, norm):
+    cfg = tiny_cfg(loss, model={"encoding_norm": norm})  # whiten: the running statistics are checkpointed too
     T.train(cfg, data_dir, tmp_path / "full")
     full = json.loads((tmp_path / "full" / "history.json").read_text())["epochs"]
 
@@ -537,3 +537,79 @@ def test_normal_equation_ols_and_pca_match_reference():
     mu, axes = ident.pca_fit(X, 2)
     _, _, vt = np.linalg.svd(X - X.mean(0), full_matrices=False)
     np.testing.assert_allclose(np.abs(axes.T @ vt[:2].T), np.eye(2), atol=1e-8)
+
+
+# --------------------------------------------------------------------------------------------------
+# encoding_norm: whitening the encodings (the stopgrad loss's missing marginal-entropy term)
+# --------------------------------------------------------------------------------------------------
+
+
+def _stopgrad_loss_at_scale(norm: str, a: float, zero_head: bool) -> float:
+    """Stopgrad training loss of a fixed model whose encoder output layer is scaled by ``a``."""
+    cfg = tiny_cfg("stopgrad", model={"encoding_norm": norm})
+    model = T.PredictiveLDM(cfg["model"], 100, 2, seed=0, loss="stopgrad")
+    last = model.encoder.net[-1]
+    with torch.no_grad():
+        last.weight.mul_(a)
+        last.bias.mul_(a)
+        if zero_head:  # a predictor that always predicts 0: shrinking the targets is the collapse direction
+            model.predictor.head[-1].weight.zero_()
+            model.predictor.head[-1].bias.zero_()
+    x = torch.randn(8, 20, 100, generator=torch.Generator().manual_seed(1))
+    z, pred = model(x)
+    loss, _ = predictive_loss(build_objective("stopgrad", 8), z, pred)
+    return float(loss.detach())
+
+
+@pytest.mark.parametrize("zero_head", [True, False])
+def test_whitened_stopgrad_cannot_lower_its_loss_by_scaling_the_encodings(zero_head):
+    scales = (1e-3, 0.1, 0.5, 3.0, 100.0)
+    ref = _stopgrad_loss_at_scale("whiten", 1.0, zero_head)
+    for a in scales:
+        assert _stopgrad_loss_at_scale("whiten", a, zero_head) == pytest.approx(ref, rel=1e-4)
+    if zero_head:
+        # without whitening the same model lowers its loss by shrinking: L(a) = a² L(1) (alignment → 0)
+        raw = {a: _stopgrad_loss_at_scale("none", a, True) for a in (1.0, *scales)}
+        assert raw[0.1] == pytest.approx(0.01 * raw[1.0], rel=1e-4)
+        assert raw[1e-3] < 1e-4 * raw[1.0] < raw[1.0] < raw[100.0]
+
+
+def test_encoding_norm_resolution_running_stats_and_affine_invariance():
+    assert T.resolve_encoding_norm("auto", "stopgrad") == "whiten"
+    assert T.resolve_encoding_norm("auto", "knn") == "none"
+    assert T.resolve_encoding_norm(None, "stopgrad") == "none"
+    with pytest.raises(ValueError, match="model.encoding_norm"):
+        T.resolve_encoding_norm("batchnorm", "stopgrad")
+    cfg = tiny_cfg("stopgrad", model={"encoding_norm": "auto"})
+    model = T.PredictiveLDM(cfg["model"], 100, 2, seed=0, loss=cfg["loss"])
+    assert model.encoding_norm == "whiten" and model.norm is not None
+    assert T.PredictiveLDM(cfg["model"], 100, 2, seed=0, loss="knn").norm is None
+    x = torch.randn(16, 20, 100, generator=torch.Generator().manual_seed(2)) * 3 + 1
+    model.train()
+    z = model.embed(x).reshape(-1, 2)
+    # training: whitened over the pooled batch x time encodings
+    torch.testing.assert_close(z.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cov(z.T), torch.eye(2), atol=1e-4, rtol=0)
+    for _ in range(200):  # running statistics converge to the batch's
+        model.embed(x)
+    # evaluation (encode): the running statistics, the same map the predictor was trained on
+    z_eval = torch.from_numpy(T.encode(model, x.numpy()))
+    torch.testing.assert_close(z_eval.reshape(-1, 2), z.detach(), atol=1e-3, rtol=0)
+    raw = T.encode(model, x.numpy(), raw=True)
+    np.testing.assert_allclose(raw, model.encoder(x).detach().numpy(), atol=1e-5)
+    # the affine R² is invariant to the (affine) whitening
+    state = np.random.default_rng(0).normal(size=(16, 20, 2)).astype(np.float32)
+    state = state + 0.1 * raw  # something the encodings predict
+    r_w = ident.affine_r2(z_eval.numpy()[:8], state[:8], z_eval.numpy()[8:], state[8:])
+    r_raw = ident.affine_r2(raw[:8], state[:8], raw[8:], state[8:])
+    assert r_w["r2"] == pytest.approx(r_raw["r2"], abs=1e-6)
+
+
+def test_encoding_spread_detects_shrinking_and_collinearity():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(500, 2))
+    s = T.encoding_spread(z)
+    assert 0.8 < s["enc/std_min"] <= s["enc/std_max"] < 1.2 and s["enc/cov_eig_ratio"] > 0.7
+    assert T.encoding_spread(0.01 * z)["enc/std_max"] < 0.02
+    col = np.stack([z[:, 0], 2 * z[:, 0] + 1e-3 * z[:, 1]], -1)
+    assert T.encoding_spread(col)["enc/cov_eig_ratio"] < 1e-5

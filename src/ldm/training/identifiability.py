@@ -37,6 +37,7 @@ from ldm.evaluation.identifiability import (
 )
 from ldm.models.lstm_predictor import LSTMPredictor
 from ldm.models.mlp_encoder import build_encoder
+from ldm.models.normalisation import BatchWhitening
 from ldm.evaluation.probes import r2_score
 from ldm.objectives.predictive_losses import LOSS_DEFAULTS, LOSSES, build_objective, predictive_loss
 from ldm.training.loop import discard_stale_checkpoint, fit
@@ -49,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "encoder": {"preset": "paper", "hidden_layers": None, "hidden_dim": None},
         "rnn_hidden": 10,
         "head_hidden": [20, 20],
+        "encoding_norm": "none",  # none | whiten | auto (= whiten for stopgrad, none otherwise); see ENCODING_NORMS
     },
     "loss_settings": copy.deepcopy(LOSS_DEFAULTS),
     "optim": {
@@ -72,6 +74,24 @@ DEFAULTS: dict[str, Any] = {
     "device": "cpu",  # cpu | cuda | auto
     "progress": True,
 }
+
+#: ``model.encoding_norm`` values. ``whiten``: the encodings z_t the predictor sees and predicts are whitened over
+#: the pooled B·T encodings (:class:`ldm.models.normalisation.BatchWhitening`; batch statistics in training,
+#: running ones in evaluation). Not in the paper: the stopgrad loss ½‖sg(z_t) − p_{t−1}‖² has no marginal-entropy
+#: term, so shrinking or collinear encodings lower it; on whitened encodings it becomes the CE of the raw
+#: encodings minus ½ log det Cov(Z), conditional entropy minus the Gaussian marginal entropy (App. A.5).
+ENCODING_NORMS = ("none", "whiten", "auto")
+
+
+def resolve_encoding_norm(norm: Optional[str], loss: Optional[str]) -> str:
+    """``auto`` → ``whiten`` for the stopgrad loss, ``none`` otherwise; other values are checked and kept."""
+    norm = "none" if norm is None else str(norm)
+    if norm not in ENCODING_NORMS:
+        raise ValueError(f"identifiability: model.encoding_norm must be one of {list(ENCODING_NORMS)}, got {norm!r}")
+    if norm == "auto":
+        return "whiten" if loss == "stopgrad" else "none"
+    return norm
+
 
 #: The four official wobbly configs (predictive.md §4.4; lr values before the batch/256 scaling).
 LOSS_PRESETS: dict[str, dict[str, Any]] = {
@@ -121,20 +141,33 @@ def resolve_config(overrides: Optional[Mapping[str, Any]] = None, seed: int = 1)
 
 
 class PredictiveLDM(nn.Module):
-    """Encoder + LSTM predictor + online linear probe (detached z → true state; never shapes z)."""
+    """Encoder (+ optional whitening, ``model.encoding_norm``) + LSTM predictor + online linear probe
+    (detached z → true state; never shapes z). ``loss`` resolves ``encoding_norm: auto``."""
 
-    def __init__(self, model_cfg: Mapping[str, Any], input_dim: int, target_dim: int, seed: int) -> None:
+    def __init__(self, model_cfg: Mapping[str, Any], input_dim: int, target_dim: int, seed: int,
+                 loss: Optional[str] = None) -> None:
         super().__init__()
         d = int(model_cfg["state_dim"])
+        self.encoding_norm = resolve_encoding_norm(model_cfg.get("encoding_norm"), loss)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             self.encoder = build_encoder(model_cfg.get("encoder") or {}, input_dim, d)
             self.predictor = LSTMPredictor(d, int(model_cfg["rnn_hidden"]), list(model_cfg["head_hidden"]))
             self.probe = nn.Linear(d, target_dim)
+        self.norm: Optional[BatchWhitening] = BatchWhitening(d) if self.encoding_norm == "whiten" else None
+
+    def embed(self, frames: Tensor) -> Tensor:
+        """Encodings z [..., d] of frames [..., P]: the encoder, then the normalisation over all frames of the
+        call (training: batch statistics; eval: running statistics), i.e. what the predictor sees."""
+        z = self.encoder(frames)
+        if self.norm is not None:
+            shape = z.shape
+            z = self.norm(z.reshape(-1, shape[-1])).reshape(shape)
+        return z
 
     def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
         """frames [B, T, P] → (z [B, T, d], predictions p [B, T, d], p_t ≈ z_{t+1})."""
-        z = self.encoder(frames)
+        z = self.embed(frames)
         pred, _ = self.predictor(z)
         return z, pred
 
@@ -188,15 +221,29 @@ def resolve_device(name: str) -> Device:
 
 
 @torch.no_grad()
-def encode(model: PredictiveLDM, frames: np.ndarray | Tensor, batch: int = 512) -> np.ndarray:
-    """Encoder output for frames [..., P] (any leading dims), in chunks of ``batch`` × T frames."""
+def encode(model: PredictiveLDM, frames: np.ndarray | Tensor, batch: int = 512, raw: bool = False) -> np.ndarray:
+    """Encodings (:meth:`PredictiveLDM.embed` in eval mode: the normalised output the predictor saw, running
+    statistics) of frames [..., P] (any leading dims), in chunks of ``batch`` × T frames; ``raw=True``: the
+    encoder output before the normalisation."""
     model.eval()
     x = torch.as_tensor(frames)
     dev = next(model.parameters()).device
     flat = x.reshape(-1, x.shape[-1])
     step = batch * (x.shape[1] if x.dim() == 3 else 1)
-    out = [model.encoder(flat[i:i + step].to(dev)).cpu() for i in range(0, flat.shape[0], step)]
+    f = model.encoder if raw else model.embed
+    out = [f(flat[i:i + step].to(dev)).cpu() for i in range(0, flat.shape[0], step)]
     return torch.cat(out).reshape(*x.shape[:-1], -1).numpy()
+
+
+def encoding_spread(z: np.ndarray) -> dict[str, float]:
+    """Spread of encodings [..., d] (the raw encoder output: shrinking / collinearity diagnostics):
+    ``enc/std_min``, ``enc/std_max`` (per-dimension std), ``enc/cov_eig_min``, ``enc/cov_eig_max`` (eigenvalues
+    of their covariance) and ``enc/cov_eig_ratio`` = min/max (→ 0: collinear encodings)."""
+    flat = np.asarray(z, dtype=np.float64).reshape(-1, z.shape[-1])
+    std = flat.std(0)
+    eig = np.linalg.eigvalsh(np.atleast_2d(np.cov(flat, rowvar=False)))
+    return {"enc/std_min": float(std.min()), "enc/std_max": float(std.max()), "enc/cov_eig_min": float(eig[0]),
+            "enc/cov_eig_max": float(eig[-1]), "enc/cov_eig_ratio": float(eig[0] / max(eig[-1], 1e-300))}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -246,7 +293,7 @@ def train(cfg: Mapping[str, Any], data_dir: Path | str, out_dir: Path | str,
     B = int(optim["batch_size"])
     if N < B:
         raise ValueError(f"identifiability: {N} training sequences < optim.batch_size {B}")
-    model = device.model(PredictiveLDM(cfg["model"], P, tr["state"].shape[-1], seed))
+    model = device.model(PredictiveLDM(cfg["model"], P, tr["state"].shape[-1], seed, cfg["loss"]))
     optimizer = build_optimizer(model, optim)
     scheduler = build_scheduler(optimizer, optim)
     objective = build_objective(cfg["loss"], B, cfg.get("loss_settings"))
@@ -279,7 +326,8 @@ def train(cfg: Mapping[str, Any], data_dir: Path | str, out_dir: Path | str,
         W = model.probe.weight.detach().cpu().numpy()
         b = model.probe.bias.detach().cpu().numpy()
         return {"test/r2_all_subsetfit": r["r2_all"], "test/r2_unclamped_subsetfit": r["r2_unclamped"],
-                "test/r2_notebook": notebook_r2(W, b, z_te[vid], te["state"][vid])}
+                "test/r2_notebook": notebook_r2(W, b, z_te[vid], te["state"][vid]),
+                **encoding_spread(encode(model, tr["frames"][:n_sub], int(ev["batch"]), raw=True))}
 
     if resume_key is None:
         resume_key = json.dumps({k: v for k, v in cfg.items() if k not in ("progress", "threads", "device")},
@@ -313,7 +361,7 @@ def load_model(run_dir: Path | str, input_dim: int, target_dim: int) -> tuple[Pr
         raise FileNotFoundError(f"identifiability: no trained model at {path} (run train first)")
     state = torch.load(path, map_location="cpu", weights_only=False)
     cfg = state["config"]
-    model = PredictiveLDM(cfg["model"], input_dim, target_dim, int(cfg["seed"]))
+    model = PredictiveLDM(cfg["model"], input_dim, target_dim, int(cfg["seed"]), cfg["loss"])
     model.load_state_dict(state["model"])
     model.eval()
     return model, cfg
@@ -375,11 +423,11 @@ def evaluate(run_dir: Path | str, data_dir: Path | str, include_data_baselines: 
     model, cfg = load_model(run_dir, P, k)
     ev = cfg["eval"]
     mx = int(ev["max_fit_frames"])
-    rand = PredictiveLDM(cfg["model"], P, k, int(cfg["seed"])).eval()
+    rand = PredictiveLDM(cfg["model"], P, k, int(cfg["seed"]), cfg["loss"]).eval()
     dcfg = config_from_meta(meta)
     out: dict[str, Any] = {"loss": cfg["loss"], "seed": int(cfg["seed"]), "state_dim": int(cfg["model"]["state_dim"]),
                            "data_state_dim": int(dcfg.state_dim), "renderer": dcfg.renderer,
-                           "encoder_layers": model.encoder.hidden_layers, "encoder_width": model.encoder.hidden_dim,
+                           "encoding_norm": model.encoding_norm, "encoder_layers": model.encoder.hidden_layers, "encoder_width": model.encoder.hidden_dim,
                            "n_train_sequences": int(tr["frames"].shape[0]), "n_test_sequences": int(te["frames"].shape[0]),
                            "clamped_fraction_train": float(tr["clamped"].mean()),
                            "clamped_fraction_test": float(te["clamped"].mean())}

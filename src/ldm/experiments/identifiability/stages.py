@@ -193,8 +193,10 @@ def summarize(job: Job) -> None:
         metrics[f"{name}/loss"] = first["loss"]
         metrics[f"{name}/state_dim"] = first["state_dim"]
         metrics[f"{name}/encoder"] = f"{first['encoder_layers']}x{first['encoder_width']}"
+        metrics[f"{name}/encoding_norm"] = first.get("encoding_norm", "none")
     write_json(job.output["metrics"], metrics)
-    cols = ["name", "seed", "loss", "dataset", "state_dim", "encoder_layers", "encoder_width", "n_train_sequences",
+    cols = ["name", "seed", "loss", "dataset", "state_dim", "encoder_layers", "encoder_width", "encoding_norm",
+            "n_train_sequences",
             *KEYS]
     write_csv(job.output["table"], sorted(rows, key=lambda r: (r["name"], r["seed"])), cols)
     write_paper_table(job.output["paper_table"], metrics, PAPER)
