@@ -48,9 +48,9 @@ def run_one(job: dict) -> dict:
 
     torch.set_num_threads(1)
     from ldm.data.image_transforms import preprocess_images
-    from ldm.experiments.categorical.train import (
-        PAPER_RUNS, backbone_features, build_encoder, evaluate_encoder, kmeans_accuracy, read_prepared, resolve_run,
-        train_categorical,
+    from ldm.evaluation.clustering import kmeans_accuracy
+    from ldm.training.categorical import (
+        PAPER_RUNS, backbone_features, build_encoder, evaluate_encoder, read_prepared, resolve_run, train_categorical,
     )
 
     tr_i, tr_y = read_prepared(Path(job["data"]) / "train.npz")
@@ -83,7 +83,7 @@ def run_one(job: dict) -> dict:
 
 def make_figures(folder: Path, runs: list[str], seed: int, data: Path) -> None:
     from ldm.experiments.categorical import figures
-    from ldm.experiments.categorical.train import PAPER_RUNS, annealing, read_prepared, resolve_run
+    from ldm.training.categorical import PAPER_RUNS, annealing, read_prepared, resolve_run
 
     te_i, te_y = read_prepared(data / "test.npz")
     loaded = {r: np.load(folder / f"{r}_seed{seed}.npz") for r in runs}
@@ -142,7 +142,8 @@ def main() -> None:
     else:
         rows = [run_one(j) for j in jobs]
     wall = time.perf_counter() - t0
-    from ldm.experiments.categorical.train import PAPER_ACCURACY, kmeans_baseline, read_prepared
+    from ldm.evaluation.clustering import kmeans_baseline
+    from ldm.training.categorical import PAPER_ACCURACY, read_prepared
 
     tr_i, _ = read_prepared(data / "train.npz")
     te_i, te_y = read_prepared(data / "test.npz")
