@@ -2,8 +2,10 @@
 the random-init encoder and k-means on raw pixels as baselines; prints one table row per run and seed.
 
     python benchmarks/categorical_standin.py [--data data/mnist] [--seeds 1 2 3] [--jobs 2] \
-        [--encoder '{"name": "resnet18", "width": 0.25}'] [--lr 1e-3] [--pairs 4096] [--epochs 30] \
-        [--figures DIR]
+        [--encoder '{"name": "resnet18", "width": 0.125}'] [--lr 1e-3] [--pairs 8192] [--batch 256] \
+        [--epochs 30] [--overrides JSON] [--figures DIR]
+
+The defaults are the default profile's settings (config/config.yaml, ``categorical.defaults``).
 
 Without ``--data`` the default profile's MNIST stand-in is built in memory
 (:func:`ldm.data.image_standins.digits_standin`, seed 1: scikit-learn's 8×8 digits as 20×20 digits in a
@@ -110,9 +112,9 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", default=["dm", "dm_mi", "dm_mi_p08", "mi"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[1])
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--encoder", type=json.loads, default={"name": "resnet18", "width": 0.25})
+    ap.add_argument("--encoder", type=json.loads, default={"name": "resnet18", "width": 0.125})
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--pairs", type=int, default=4096)
+    ap.add_argument("--pairs", type=int, default=8192)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--channels", type=int, default=3)

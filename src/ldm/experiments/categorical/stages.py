@@ -329,3 +329,12 @@ def summarize(job: Job) -> None:
             "clusters_used", "train_time_s", "n_test"]
     write_csv(job.output["table"], table, cols)
     write_paper_table(job.output["paper_table"], metrics, PAPER)
+    from ldm.pipeline.tracking import mlflow_run
+
+    with mlflow_run(EXPERIMENT, "summarize", tags={"experiment_part": "summary", **job.context}) as run:
+        _log_metrics(run, metrics)
+        if run is not None:
+            import mlflow
+
+            for key in ("table", "paper_table"):
+                mlflow.log_artifact(str(job.output[key]), artifact_path="tables")
