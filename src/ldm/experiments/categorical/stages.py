@@ -302,7 +302,10 @@ def summarize(job: Job) -> None:
     for name in sorted({r["name"] for r in rows}):
         first = next(r for r in rows if r["name"] == name)
         metrics[f"{name}/objective"] = first["objective"]
-        metrics[f"{name}/p"] = f"{first['p_start']} -> {first['p_end']}" if first["p_end"] is not None else f"{first['p_start']}"
+        if first["objective"] == "mi":
+            metrics[f"{name}/p"] = "unused (pure MI has no latent model)"
+        else:
+            metrics[f"{name}/p"] = f"{first['p_start']} -> {first['p_end']}" if first["p_end"] is not None else f"{first['p_start']}"
         metrics[f"{name}/encoder"] = first["encoder"]
     for r in base:
         r["name"] = "baselines"
@@ -312,6 +315,8 @@ def summarize(job: Job) -> None:
     write_json(job.output["metrics"], metrics)
     table = sorted(rows, key=lambda r: (r["name"], r["seed"]))
     for r in table:
+        if r["objective"] == "mi":  # T (and so p) is not used by the pure MI objective
+            r["p_start"] = r["p_end"] = ""
         r["paper_accuracy_greedy"] = PAPER.get(f"{r['name']}/accuracy_greedy_mean", ("", ""))[0]
     table += [{"name": "baseline_random_init", "seed": b["seed"], "encoder": b["encoder"],
                "accuracy_greedy": b["random_init_accuracy_greedy"],
