@@ -3,7 +3,7 @@ the random-init encoder and k-means on raw pixels as baselines; prints one table
 
     python benchmarks/categorical_standin.py [--data data/mnist] [--seeds 1 2 3] [--jobs 2] \
         [--encoder '{"name": "resnet18", "width": 0.125}'] [--lr 1e-3] [--pairs 8192] [--batch 256] \
-        [--epochs 30] [--overrides JSON] [--figures DIR]
+        [--epochs 30] [--anneal-rate 2] [--overrides JSON] [--figures DIR]
 
 The defaults are the default profile's settings (config/config.yaml, ``categorical.defaults``).
 
@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--channels", type=int, default=3)
+    ap.add_argument("--anneal-rate", type=float, default=2.0, help="T <- T - (rate/E)(T - T_end) per epoch (paper: 4)")
     ap.add_argument("--overrides", type=json.loads, default={}, help="further RUN_DEFAULTS overrides (JSON)")
     ap.add_argument("--figures", type=Path, default=None)
     args = ap.parse_args()
@@ -131,7 +132,7 @@ def main() -> None:
         np.savez(data / "train.npz", images=tr_i, labels=tr_y)
         np.savez(data / "test.npz", images=te_i, labels=te_y)
     overrides = {"encoder": args.encoder, "lr": args.lr, "pairs_per_epoch": args.pairs, "epochs": args.epochs,
-                 "batch_size": args.batch, "channels": args.channels, **args.overrides}
+                 "batch_size": args.batch, "channels": args.channels, "anneal_rate": args.anneal_rate, **args.overrides}
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
     jobs = [{"run": r, "seed": s, "data": str(data), "overrides": overrides,
