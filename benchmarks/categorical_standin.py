@@ -2,8 +2,10 @@
 the random-init encoder and k-means on raw pixels as baselines; prints one table row per run and seed.
 
     python benchmarks/categorical_standin.py [--data data/mnist] [--seeds 1 2 3] [--jobs 2] \
-        [--encoder '{"name": "resnet18", "width": 0.25}'] [--lr 1e-3] [--pairs 4096] [--epochs 30] \
-        [--figures DIR]
+        [--encoder '{"name": "resnet18", "width": 0.125}'] [--lr 1e-3] [--pairs 8192] [--batch 256] \
+        [--epochs 30] [--anneal-rate 2] [--overrides JSON] [--figures DIR]
+
+The defaults are the default profile's settings (config/config.yaml, ``categorical.defaults``).
 
 Without ``--data`` the default profile's MNIST stand-in is built in memory
 (:func:`ldm.data.image_standins.digits_standin`, seed 1: scikit-learn's 8×8 digits as 20×20 digits in a
@@ -48,9 +50,9 @@ def run_one(job: dict) -> dict:
 
     torch.set_num_threads(1)
     from ldm.data.image_transforms import preprocess_images
-    from ldm.experiments.categorical.train import (
-        PAPER_RUNS, backbone_features, build_encoder, evaluate_encoder, kmeans_accuracy, read_prepared, resolve_run,
-        train_categorical,
+    from ldm.evaluation.clustering import kmeans_accuracy
+    from ldm.training.categorical import (
+        PAPER_RUNS, backbone_features, build_encoder, evaluate_encoder, read_prepared, resolve_run, train_categorical,
     )
 
     tr_i, tr_y = read_prepared(Path(job["data"]) / "train.npz")
@@ -83,7 +85,7 @@ def run_one(job: dict) -> dict:
 
 def make_figures(folder: Path, runs: list[str], seed: int, data: Path) -> None:
     from ldm.experiments.categorical import figures
-    from ldm.experiments.categorical.train import PAPER_RUNS, annealing, read_prepared, resolve_run
+    from ldm.training.categorical import PAPER_RUNS, annealing, read_prepared, resolve_run
 
     te_i, te_y = read_prepared(data / "test.npz")
     loaded = {r: np.load(folder / f"{r}_seed{seed}.npz") for r in runs}
@@ -110,12 +112,13 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", default=["dm", "dm_mi", "dm_mi_p08", "mi"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[1])
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--encoder", type=json.loads, default={"name": "resnet18", "width": 0.25})
+    ap.add_argument("--encoder", type=json.loads, default={"name": "resnet18", "width": 0.125})
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--pairs", type=int, default=4096)
+    ap.add_argument("--pairs", type=int, default=8192)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--channels", type=int, default=3)
+    ap.add_argument("--anneal-rate", type=float, default=2.0, help="T <- T - (rate/E)(T - T_end) per epoch (paper: 4)")
     ap.add_argument("--overrides", type=json.loads, default={}, help="further RUN_DEFAULTS overrides (JSON)")
     ap.add_argument("--figures", type=Path, default=None)
     args = ap.parse_args()
@@ -129,7 +132,7 @@ def main() -> None:
         np.savez(data / "train.npz", images=tr_i, labels=tr_y)
         np.savez(data / "test.npz", images=te_i, labels=te_y)
     overrides = {"encoder": args.encoder, "lr": args.lr, "pairs_per_epoch": args.pairs, "epochs": args.epochs,
-                 "batch_size": args.batch, "channels": args.channels, **args.overrides}
+                 "batch_size": args.batch, "channels": args.channels, "anneal_rate": args.anneal_rate, **args.overrides}
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
     jobs = [{"run": r, "seed": s, "data": str(data), "overrides": overrides,
@@ -142,7 +145,8 @@ def main() -> None:
     else:
         rows = [run_one(j) for j in jobs]
     wall = time.perf_counter() - t0
-    from ldm.experiments.categorical.train import PAPER_ACCURACY, kmeans_baseline, read_prepared
+    from ldm.evaluation.clustering import kmeans_baseline
+    from ldm.training.categorical import PAPER_ACCURACY, read_prepared
 
     tr_i, _ = read_prepared(data / "train.npz")
     te_i, te_y = read_prepared(data / "test.npz")

@@ -26,9 +26,10 @@ from ldm.objectives.registry import build_objective
 from ldm.training.loop import NonFiniteLossError
 
 from ldm.experiments.categorical import figures
-from ldm.experiments.categorical.train import (
-    OBJECTIVES, PAPER_RUNS, build_categorical_objective, evaluate_encoder, kmeans_baseline, read_prepared,
-    resolve_run, train_categorical,
+from ldm.evaluation.clustering import kmeans_baseline
+from ldm.training.categorical import (
+    OBJECTIVES, PAPER_RUNS, build_categorical_objective, evaluate_encoder, read_prepared, resolve_run,
+    train_categorical,
 )
 
 N = 10

@@ -29,6 +29,8 @@ __all__ = [
     "reorder_confusion",
     "entropy_bits",
     "clustering_report",
+    "kmeans_accuracy",
+    "kmeans_baseline",
 ]
 
 ASSIGNMENTS = ("greedy", "hungarian")
@@ -139,3 +141,28 @@ def clustering_report(probs: np.ndarray | torch.Tensor, labels: np.ndarray) -> d
         "mean_entropy_bits": float(h.mean()) if h.size else float("nan"),
         "clusters_used": int((cm.sum(1) > 0).sum()),
     }
+
+
+def kmeans_accuracy(train_x: np.ndarray, test_x: np.ndarray, test_labels: np.ndarray, k: int = 10,
+                    seed: int = 1) -> dict[str, float]:
+    """k-means (k clusters, 10 inits) fitted on ``train_x`` (N, D), test points assigned to the nearest
+    centre, scored with both assignments."""
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(np.asarray(train_x, dtype=np.float32))
+    clusters = km.predict(np.asarray(test_x, dtype=np.float32))
+    test_labels = np.asarray(test_labels)
+    cm = confusion_matrix(clusters, test_labels, k, max(k, int(test_labels.max()) + 1))
+    total = cm.sum()
+    return {"accuracy_greedy": _matched(cm, greedy_assignment(cm)) / total,
+            "accuracy_hungarian": _matched(cm, hungarian_assignment(cm)) / total}
+
+
+def kmeans_baseline(train_images: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
+                    k: int = 10, seed: int = 1) -> dict[str, float]:
+    """The simplest clustering baseline: k-means on raw pixels (uint8 images scaled to [0, 1])."""
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a).reshape(len(a), -1).astype(np.float32) / 255.0
+
+    return kmeans_accuracy(flat(train_images), flat(test_images), test_labels, k, seed)

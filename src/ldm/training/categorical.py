@@ -1,4 +1,4 @@
-"""Training and evaluation glue of the ``categorical`` experiment (App. A.8; images.md §2).
+"""Training and evaluation of categorical encoders (App. A.8; images.md §2; experiment ``categorical``).
 
 One run = a categorical encoder (backbone → MLP head → n = 10 logits) trained on pairs of two different
 images of the same digit with one of the categorical objectives of the objective library:
@@ -17,7 +17,7 @@ comes from :class:`ldm.objectives.categorical.CategoricalAnnealing`; the pairs o
 from __future__ import annotations
 
 import copy
-import time
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from ldm.objectives.categorical import CategoricalAnnealing
-from ldm.data.image_transforms import preprocess_images
 from ldm.data.pairs import SameClassPairs
-from ldm.evaluation.clustering import clustering_report, confusion_matrix, greedy_assignment, hungarian_assignment
+from ldm.evaluation.clustering import clustering_report
 from ldm.models.categorical import CategoricalEncoder, build_backbone
 from ldm.objectives.registry import CATEGORICAL_RUNS, build_objective
+from ldm.pipeline.io import save_torch, write_json
 from ldm.objectives.objective import CategoricalObjective
 from ldm.training.device import Device
 from ldm.training.loop import fit
@@ -47,8 +47,8 @@ __all__ = [
     "fingerprint",
     "train_categorical",
     "evaluate_encoder",
-    "kmeans_accuracy",
-    "kmeans_baseline",
+    "finish_run",
+    "load_encoder",
     "backbone_features",
 ]
 
@@ -189,6 +189,7 @@ def train_categorical(
     progress: bool = True,
     data_fingerprint: Optional[str] = None,
     device: Optional[Device] = None,
+    resume_key: Optional[str] = None,
 ) -> tuple[CategoricalEncoder, dict[str, Any]]:
     """Train one run on preprocessed images ``train_x`` (N, C, S, S); resumes from ``ckpt_dir``.
 
@@ -197,6 +198,8 @@ def train_categorical(
     A checkpoint is resumed only if it was written with the same settings and the same training data
     (``data_fingerprint``, default :func:`fingerprint` of ``train_x`` and ``train_labels``).
     ``device`` (the device layer; default CPU, fp32) places model and data and sets the precision.
+    ``resume_key`` (a pipeline job's provenance hash: settings, code and input files) replaces the
+    settings part of the key when given.
     """
     cfg = resolve_run(cfg)
     torch.set_num_threads(int(cfg["threads"]))
@@ -237,11 +240,12 @@ def train_categorical(
                         "test/clusters_used": float(rep["clusters_used"])})
         return out
 
-    resume_key = {k: v for k, v in cfg.items() if k not in ("threads", "eval_every")}
-    resume_key["data"] = data_fingerprint or fingerprint(train_x, train_labels)
+    key: dict[str, Any] = ({"provenance": resume_key} if resume_key is not None
+                           else {k: v for k, v in cfg.items() if k not in ("threads", "eval_every")})
+    key["data"] = data_fingerprint or fingerprint(train_x, train_labels)
     history = fit(model=encoder, optimizer=optimizer, scheduler=None, epochs=int(cfg["epochs"]), batches=batches,
                   step_fn=step_fn, ckpt_dir=ckpt_dir, end_epoch=end_epoch, on_epoch=on_epoch,
-                  resume_key=resume_key, progress=progress, desc=f"categorical {cfg['objective']}", device=device)
+                  resume_key=key, progress=progress, desc=f"categorical {cfg['objective']}", device=device)
     return encoder, history
 
 
@@ -256,30 +260,6 @@ def evaluate_encoder(encoder: CategoricalEncoder, x: torch.Tensor, labels: np.nd
     return rep
 
 
-def kmeans_accuracy(train_x: np.ndarray, test_x: np.ndarray, test_labels: np.ndarray, k: int = 10,
-                    seed: int = 1) -> dict[str, float]:
-    """k-means (k clusters, 10 inits) fitted on ``train_x`` (N, D), test points assigned to the nearest
-    centre, scored with both assignments."""
-    from sklearn.cluster import KMeans
-
-    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(np.asarray(train_x, dtype=np.float32))
-    clusters = km.predict(np.asarray(test_x, dtype=np.float32))
-    cm = confusion_matrix(clusters, test_labels, k, max(k, int(test_labels.max()) + 1))
-    total = cm.sum()
-    return {"accuracy_greedy": float(sum(cm[c, y] for c, y in greedy_assignment(cm).items()) / total),
-            "accuracy_hungarian": float(sum(cm[c, y] for c, y in hungarian_assignment(cm).items()) / total)}
-
-
-def kmeans_baseline(train_images: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
-                    k: int = 10, seed: int = 1) -> dict[str, float]:
-    """The simplest clustering baseline: k-means on raw pixels (uint8 images scaled to [0, 1])."""
-
-    def flat(a: np.ndarray) -> np.ndarray:
-        return a.reshape(a.shape[0], -1).astype(np.float32) / 255.0
-
-    return kmeans_accuracy(flat(train_images), flat(test_images), test_labels, k, seed)
-
-
 @torch.no_grad()
 def backbone_features(encoder: CategoricalEncoder, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
     """Backbone features (N, out_dim) in eval mode (e.g. for k-means on random-init features)."""
@@ -291,3 +271,34 @@ def backbone_features(encoder: CategoricalEncoder, x: torch.Tensor, batch_size: 
     finally:
         encoder.train(was)
     return torch.cat(out).numpy()
+
+
+def finish_run(out_dir: Path | str, encoder: CategoricalEncoder, cfg: Mapping[str, Any], history: Mapping[str, Any],
+               ckpt_dir: Path | str | None = None) -> dict[str, Any]:
+    """Write ``model.pt`` (weights + resolved settings), ``history.json`` and ``train_metrics.json`` into
+    ``out_dir`` and delete ``ckpt_dir`` (a finished run is never resumed); return the training summary."""
+    out_dir = Path(out_dir)
+    epochs = list(history["epochs"])
+    final = dict(epochs[-1]) if epochs else {}
+    summary = {"objective": cfg["objective"], "seed": int(cfg["seed"]), "epochs": len(epochs),
+               "steps": int(final.get("step", 0)),
+               "train_time_s": float(sum(e.get("epoch_time_s", 0.0) for e in epochs)), "final": final}
+    save_torch({"model": {k: v.detach().cpu() for k, v in encoder.state_dict().items()}, "config": dict(cfg)},
+               out_dir / "model.pt")
+    write_json(out_dir / "history.json", {"epochs": epochs})
+    write_json(out_dir / "train_metrics.json", summary)
+    if ckpt_dir is not None:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return summary
+
+
+def load_encoder(path: Path | str) -> tuple[CategoricalEncoder, dict[str, Any]]:
+    """The trained encoder of a ``model.pt`` written by :func:`finish_run` (CPU, eval mode) and its settings."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{path}: not a categorical model file (expected keys 'model' and 'config')")
+    cfg = resolve_run(state["config"], where=str(path))
+    encoder = build_encoder(cfg)
+    encoder.load_state_dict(state["model"])
+    encoder.eval()
+    return encoder, cfg
