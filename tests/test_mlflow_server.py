@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from conftest import tool_env
 
@@ -67,7 +68,9 @@ def test_rest_api_serves_ica_runs(mlflow_server: str, smoke_workspace: Path) -> 
         json={"experiment_ids": [ica["experiment_id"]], "filter": "tags.`snakemake.rule` = 'ica_fit'"},
         timeout=30,
     ).json()["runs"]
-    assert {r["info"]["run_name"] for r in runs} == {"images_fit", "ou_fit"}
+    parts = yaml.safe_load((smoke_workspace / "config/smoke.yaml").read_text())["ica"]["parts"]
+    assert {"images", "ou"} <= set(parts)
+    assert {r["info"]["run_name"] for r in runs} == {f"{part}_fit" for part in parts}
     run = next(r for r in runs if r["info"]["run_name"] == "images_fit")
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert tags["ldm.profile"] == "smoke"

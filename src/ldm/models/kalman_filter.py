@@ -236,7 +236,8 @@ class KalmanFilter(nn.Module):
             return (scale * torch.ones(1, T, self.L, dtype=scale.dtype, device=scale.device))
         if self.obs_noise in ("inferred", "input"):
             if frames is None:
-                raise ValueError(f"kalman: obs_noise={self.obs_noise!r} needs the inputs")
+                raise ValueError(f"kalman: obs_noise={self.obs_noise!r} needs the inputs (`frames`: the video frames or "
+                                 "spike counts the noise is computed from)")
             return scale * (self.obs_net(frames) + self.obs_var_floor)
         raise RuntimeError("state-dependent observation noise is computed inside the recursion")
 

@@ -94,3 +94,20 @@ def load_checkpoint(
     if restore_rng:
         set_rng_state(state["rng"])
     return {k: state[k] for k in ("step", "epoch", "history", "extra")}
+
+
+def save_trained_run(out_dir: Path | str, model: torch.nn.Module, config: dict[str, Any], history: dict[str, Any],
+                     summary: dict[str, Any], run: Any = None, wall_time_s: Optional[float] = None) -> None:
+    """Write a finished training's artefacts atomically: ``model.pt`` (CPU state dict + resolved config),
+    ``history.json`` (per-epoch and per-step records) and ``train_metrics.json`` (``summary``); log this
+    call's wall time and the total training time to the MLflow ``run`` when one is active (a record only)."""
+    from ldm.pipeline.io import write_json
+
+    out_dir = Path(out_dir)
+    save_torch({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "config": config}, out_dir / "model.pt")
+    write_json(out_dir / "history.json", {"epochs": history["epochs"], "steps": history["steps"]})
+    write_json(out_dir / "train_metrics.json", summary)
+    if run is not None:
+        import mlflow
+
+        mlflow.log_metrics({"wall_time_s": float(wall_time_s or 0.0), "train_time_total_s": summary["train_time_total_s"]})

@@ -16,7 +16,8 @@ from ldm.evaluation import probes
 from ldm.evaluation.rotation import dominant_rotation_deg, rotation_angles_deg
 from ldm.models.kalman_defaults import DEFAULTS, deep_merge
 from ldm.models.kalman_ssl import KalmanSSL, gradient_cosine, kalman_nll, training_loss
-from ldm.pipeline.io import save_torch, write_json
+from ldm.pipeline.io import write_json
+from ldm.training.checkpoint import save_trained_run
 from ldm.training.device import Device
 from ldm.training.loop import discard_stale_checkpoint, fit
 from ldm.training.optim import build_optimizer, build_scheduler
@@ -285,13 +286,7 @@ def train(cfg: Mapping[str, Any], videos_dir: Path | str, out_dir: Path | str,
         if summary["collapsed"]:
             log.warning(f"kalman {cfg['name']} seed {seed}: the final model is flagged as COLLAPSED "
                         f"(epochs flagged: {summary['collapse_epochs']})")
-        save_torch({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "config": cfg}, out_dir / "model.pt")
-        write_json(out_dir / "history.json", {"epochs": history["epochs"], "steps": history["steps"]})
-        write_json(out_dir / "train_metrics.json", summary)
-        if run is not None:
-            import mlflow
-
-            mlflow.log_metrics({"wall_time_s": wall, "train_time_total_s": summary["train_time_total_s"]})
+        save_trained_run(out_dir, model, cfg, history, summary, run, wall_time_s=wall)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summary
 

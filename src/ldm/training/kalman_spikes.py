@@ -19,7 +19,8 @@ import torch
 from ldm.data.spike_windows import SpikeSeries, WindowSampler, load_spike_series, time_split, transform_counts
 from ldm.models.kalman_defaults import DEFAULTS, deep_merge
 from ldm.models.kalman_ssl import KalmanSSL, kalman_nll, ssl_loss
-from ldm.pipeline.io import save_torch, write_json
+from ldm.pipeline.io import write_json
+from ldm.training.checkpoint import save_trained_run
 from ldm.training.device import Device
 from ldm.training.loop import discard_stale_checkpoint, fit
 from ldm.training.optim import build_optimizer, build_scheduler
@@ -158,13 +159,7 @@ def train(cfg: Mapping[str, Any], spikes_path: Path | str, out_dir: Path | str,
                    "wall_time_this_call_s": wall,
                    "train_time_total_s": float(sum(e.get("epoch_time_s", 0.0) for e in history["epochs"])),
                    "final": final, "n_train_bins": int(x_train.shape[0]), "n_test_bins": int(x_test.shape[0])}
-        save_torch({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "config": cfg}, out_dir / "model.pt")
-        write_json(out_dir / "history.json", {"epochs": history["epochs"], "steps": history["steps"]})
-        write_json(out_dir / "train_metrics.json", summary)
-        if run is not None:
-            import mlflow
-
-            mlflow.log_metrics({"wall_time_s": wall, "train_time_total_s": summary["train_time_total_s"]})
+        save_trained_run(out_dir, model, cfg, history, summary, run, wall_time_s=wall)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summary
 
