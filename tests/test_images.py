@@ -65,6 +65,92 @@ def test_augment_hue_matches_torchvision():
     assert torch.allclose(ours, ref, atol=1e-4)
 
 
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_crop_as_two_matmuls_equals_grid_sample(interpolation):
+    """The separable crop (two batched matmuls) is exactly F.grid_sample of the crop's affine grid,
+    flips, border clamping and up/down-scaling included."""
+    import torch.nn.functional as F
+
+    from ldm.data.image_transforms import _crop_matrices
+
+    g = torch.Generator().manual_seed(3)
+    n, h, w, size = 16, 20, 24, 12
+    x = torch.rand(n, 3, h, w, generator=g)
+    cw = torch.rand(n, generator=g) * 0.9 + 0.1
+    ch = torch.rand(n, generator=g) * 0.9 + 0.1
+    cx = cw / 2 + torch.rand(n, generator=g) * (1 - cw)
+    cy = ch / 2 + torch.rand(n, generator=g) * (1 - ch)
+    sx = cw * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, 2 * cx - 1, ch, 2 * cy - 1
+    grid = F.affine_grid(theta, (n, 3, size, size), align_corners=False)
+    ref = F.grid_sample(x, grid, mode=interpolation, padding_mode="border", align_corners=False)
+    rows = _crop_matrices(cy, ch, size, h, interpolation)
+    cols = _crop_matrices(cx, sx, size, w, interpolation)
+    ours = rows.unsqueeze(1) @ x @ cols.transpose(1, 2).unsqueeze(1)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="interpolation"):
+        _crop_matrices(cy, ch, size, h, "nearest")
+
+
+def test_augment_hue_matches_torchvision_on_edge_colours():
+    """Greys, primaries and ties between the largest channels rotate exactly like torchvision."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from ldm.data.image_transforms import _adjust_hue
+
+    colours = torch.tensor([[0.5, 0.5, 0.5], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.8, 0.8, 0.2],
+                            [0.2, 0.8, 0.8], [0.8, 0.2, 0.8], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.3, 0.1, 0.2]])
+    x = colours.T.reshape(1, 3, 2, 5).repeat(5, 1, 1, 1)
+    shift = torch.tensor([-0.5, -0.25, 0.0, 0.2, 0.5])
+    ours = _adjust_hue(x, shift)
+    ref = torch.stack([TF.adjust_hue(x[i], float(shift[i])) for i in range(5)])
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_batched_colour_jitter_equals_torchvision_per_image_in_each_order(monkeypatch):
+    """The whole-batch jitter applies, per image, torchvision's brightness/contrast/saturation/hue
+    functions with that image's factors in that image's random order; un-jittered images pass unchanged.
+    (Luma as torchvision's tensor code, 0.2989 R; ours is PIL's 0.299 R, which the paper's PIL pipeline used.)"""
+    from torchvision.transforms.v2 import functional as TF
+
+    import ldm.data.image_transforms as it
+
+    monkeypatch.setattr(it, "_gray", lambda x: 0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+
+    cfg = AugmentConfig(size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0.7, brightness=0.8, contrast=0.8,
+                        saturation=0.8, hue=0.3, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0, flip_p=0.0,
+                        interpolation="bilinear", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    aug = BatchAugment(cfg)
+    x = _images(n=40)
+    p = aug.sample(40, 16, 16, torch.Generator().manual_seed(11))
+    assert 0 < int(p["jitter"].sum()) < 40
+    ours = aug.apply(x.permute(0, 3, 1, 2), p)
+    fns = [lambda im, i: TF.adjust_brightness(im, float(p["brightness"][i])),
+           lambda im, i: TF.adjust_contrast(im, float(p["contrast"][i])),
+           lambda im, i: TF.adjust_saturation(im, float(p["saturation"][i])),
+           lambda im, i: TF.adjust_hue(im, float(p["hue"][i]))]
+    for i in range(40):
+        im = x[i].permute(2, 0, 1).float() / 255
+        if p["jitter"][i]:
+            for op in p["order"][i].tolist():
+                im = fns[op](im, i)
+        assert torch.allclose(ours[i], im, atol=2e-5), i
+
+
+def test_cpu_chunking_gives_the_whole_batch_result():
+    """Chunked application on a CPU (cache-sized pieces) equals applying the sampled parameters to the
+    whole batch at once."""
+    aug = BatchAugment(pipeline_config("symmetric", size=16))
+    x = _images(n=70).permute(0, 3, 1, 2)
+    p = aug.sample(70, 16, 16, torch.Generator().manual_seed(2))
+    whole = aug._apply(x, p)
+    aug.CPU_CHUNK = 16
+    chunked = aug.apply(x, p)
+    assert chunked.shape == whole.shape == (70, 3, 16, 16)
+    assert torch.allclose(chunked, whole, atol=1e-6)
+
+
 def test_crop_scale_respected():
     aug = BatchAugment(AugmentConfig(scale=(0.2, 0.3)))
     p = aug.sample(2000, 32, 32, torch.Generator().manual_seed(0))
