@@ -127,6 +127,8 @@ rule images_summarize:
         table="results/images/tables/runs.csv",
         table_a1="results/images/tables/table_a1.csv",
         table_a1_md="results/images/tables/table_a1.md",
+        claims="results/images/tables/claims.csv",
+        claims_md="results/images/tables/claims.md",
         paper_table=report(
             "results/images/tables/paper_comparison.csv",
             caption="../report/images_table.rst",

@@ -11,6 +11,7 @@ Glue only: training in :mod:`ldm.training.images`, probes and diagnostics in
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -263,8 +264,10 @@ def baselines(job: Job) -> None:
 @stage("images.summarize", settings=_summary_settings)
 def summarize(job: Job) -> None:
     """metrics.json, tables/runs.csv (every dataset x row x seed with the baselines), Table A1 as CSV and
-    markdown (the paper's values beside ours, profile and seeds) and tables/paper_comparison.csv."""
+    markdown (the paper's values beside ours, profile and seeds), tables/paper_comparison.csv and the
+    paper's qualitative claims checked on these runs (tables/claims.csv and .md)."""
     from ldm.pipeline.io import atomic_write, read_json, write_json
+    from ldm.evaluation.image_claims import claims_markdown, qualitative_claims
     from ldm.pipeline.summary import aggregate, write_csv, write_paper_table
 
     base = {}
@@ -272,10 +275,11 @@ def summarize(job: Job) -> None:
         if key.startswith("baselines_"):
             b = read_json(path)
             base[(b["dataset"], int(b["seed"]))] = b
-    rows = []
+    rows, evals = [], []
     for key, path in sorted(job.input.items()):
         if key.startswith("eval_"):
             ev = read_json(path)
+            evals.append(ev)
             b = base[(ev["dataset"], int(ev["seed"]))]
             row = {k: v for k, v in ev.items() if not isinstance(v, list)}
             for k in ("random_init_linear_top1", "random_init_knn_top1", "raw_pixels_linear_top1", "raw_pixels_knn_top1"):
@@ -296,6 +300,10 @@ def summarize(job: Job) -> None:
     for (ds, seed), b in sorted(base.items()):
         for k in ("random_init_linear_top1", "random_init_knn_top1", "raw_pixels_linear_top1", "raw_pixels_knn_top1"):
             metrics[f"{ds}/baselines/seed{seed}/{k}"] = b[k]
+    claims = qualitative_claims(evals)
+    for c in claims:
+        slug = "/".join(re.sub(r"[^a-z0-9]+", "_", t.lower()).strip("_") for t in (c["claim"], c["subject"]))
+        metrics[f"{c['dataset']}/claims/{slug}"] = c["holds"]
     write_json(job.output["metrics"], metrics)
     cols = ["dataset", "row", "table_row", "seed", "variant", "width", "epochs", "steps", *KEYS]
     write_csv(job.output["table"], sorted(rows, key=lambda r: (r["dataset"], r["row"], r["seed"])), cols)
@@ -310,6 +318,9 @@ def summarize(job: Job) -> None:
             paper[f"{r['dataset']}/{r['row']}/online_top1_mean"] = (PAPER_A1[r["row"]][r["dataset"]][0],
                                                                    f"Table A1 {r['table_row']}, {r['dataset']} top-1 (online probe)")
     write_paper_table(job.output["paper_table"], metrics, paper)
+    write_csv(job.output["claims"], claims, ["claim", "dataset", "subject", "value", "reference", "holds", "detail"])
+    md = claims_markdown(claims, job.settings["profile"], job.settings["seeds"])
+    atomic_write(job.output["claims_md"], lambda tmp: tmp.write_text(md))
 
 
 def _source(dataset: str) -> str:
