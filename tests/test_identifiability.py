@@ -189,7 +189,7 @@ def test_encoder_presets_and_lstm_predictor_is_causal():
     def n_linear(m):
         return sum(isinstance(x, torch.nn.Linear) for x in m.modules())
 
-    assert ENCODER_PRESETS["paper"] == (10, 200) and ENCODER_PRESETS["released_code"] == (1, 200)
+    assert ENCODER_PRESETS["paper"][:2] == (10, 200) and ENCODER_PRESETS["released_code"][:2] == (1, 200)
     assert n_linear(build_encoder({}, 100, 2)) == 11
     enc = build_encoder({"preset": "released_code"}, 100, 3)
     assert n_linear(enc) == 2 and enc(torch.zeros(4, 7, 100)).shape == (4, 7, 3)
@@ -206,6 +206,32 @@ def test_encoder_presets_and_lstm_predictor_is_causal():
     p2, _ = pred(z2)
     torch.testing.assert_close(p2[:, :5], p[:, :5])  # p_t depends on z_{<=t} only
     assert not torch.allclose(p2[:, 5:], p[:, 5:])
+
+
+def test_he_init_keeps_the_10x200_encoder_output_alive():
+    """Issue 11: with PyTorch's default init the paper's 10 x 200 encoder's output is ~1e-5 of its input scale
+    (vanishing signal); the He init of the ``paper`` preset keeps it at the 1-layer encoder's scale."""
+    torch.manual_seed(0)
+    x = torch.rand(512, 100) * (torch.rand(512, 100) < 0.1)  # sparse non-negative frames like the blobs
+    x_std = float(x.std(0).mean())
+
+    def out_std(cfg, seed=1):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            return float(build_encoder(cfg, 100, 2)(x).std(0).min())
+
+    deep_torch = out_std({"preset": "paper", "init": "torch"})
+    deep_he = out_std({"preset": "paper"})
+    shallow = out_std({"preset": "released_code"})
+    assert build_encoder({"preset": "paper"}, 100, 2).init == "he"
+    assert build_encoder({"preset": "released_code"}, 100, 2).init == "torch"
+    assert deep_torch < 1e-3 * x_std  # the collapse the He init fixes
+    assert 0.05 * x_std < deep_he < 20 * x_std  # a sane output scale at init
+    assert deep_he > 0.1 * shallow
+    for seed in (2, 3):  # not one lucky draw
+        assert 0.05 * x_std < out_std({"preset": "paper"}, seed) < 20 * x_std
+    with pytest.raises(ValueError, match="init"):
+        build_encoder({"preset": "paper", "init": "xavier"}, 100, 2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,6 +316,64 @@ def test_no_op_allocates_more_than_n_squared(name):
         loss, _ = predictive_loss(obj, z, p)
         loss.backward()
     assert MaxNumel.biggest <= N * N < N * N * d
+
+
+def test_separate_predictor_stopgrad_equals_stopgrad_when_the_predictors_agree():
+    """App. A.6.2: with q_φ ≡ q (same mean, unit variance) the separate-predictor loss has exactly the stopgrad
+    gradient (the z_t-gradients of the alignment and of Ĥ_φ cancel); a q_φ with variance v_φ < 1 pushes z_t away
+    from the prediction (expands the residual towards unit variance), v_φ > 1 pulls it in."""
+    from ldm.objectives.predictive_losses import separate_predictor_stopgrad_loss
+
+    torch.manual_seed(0)
+    z0, w0 = torch.randn(3, 6, 2), torch.randn(2, 2)
+    sg = build_objective("stopgrad", 3)
+
+    def grads(fn):
+        z, wgt = z0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+        pred = torch.tanh(z @ wgt)  # depends on the encodings, like the LSTM
+        fn(z, pred).backward()
+        return z.grad, wgt.grad
+
+    ref = grads(lambda z, p: predictive_loss(sg, z, p)[0])
+    same = grads(lambda z, p: separate_predictor_stopgrad_loss(z, p, None, torch.tanh(z.detach() @ w0), torch.ones(1))[0])
+    for a, b in zip(ref, same):
+        torch.testing.assert_close(a, b)
+    for v, sign in ((0.5, -1.0), (2.0, 1.0)):
+        z = z0.clone().requires_grad_(True)
+        p = torch.zeros_like(z0)
+        separate_predictor_stopgrad_loss(z, p, None, p, torch.full((1,), v))[0].backward()
+        # gradient w.r.t. z_t (t >= 1) = (z_t − p)(1 − 1/v): descent shrinks the residual iff v > 1
+        torch.testing.assert_close(z.grad[:, 1:], (z0[:, 1:] * (1 - 1 / v)) / 3)
+        assert sign * float((z.grad[:, 1:] * z0[:, 1:]).sum()) > 0
+    with pytest.raises(ValueError, match="equal shape"):
+        separate_predictor_stopgrad_loss(z0, z0[:, 1:], None, z0, torch.ones(1))
+
+
+def test_predictive_variance_ema_target_and_entropy_predictor_options():
+    cfg = T.resolve_config({"loss": "stopgrad", "model": {"encoder": {"preset": "released_code"}, "variance": "state",
+                                                          "target_ema": 0.5, "entropy_predictor": "learned"}})
+    m = T.PredictiveLDM(cfg["model"], 100, 2, seed=0, loss="stopgrad")
+    x = torch.rand(2, 7, 100)
+    z, p, v = m.forward_full(x)
+    assert v.shape == (2, 7, 2) and bool((v > 0).all())
+    ep, ev = m.entropy_prediction(z)
+    assert ep.shape == z.shape and ev.shape == (2,)
+    names = {g["name"] for g in T.build_optimizer(m, cfg["optim"]).param_groups}
+    assert names == {"encoder", "rnn", "head", "probe", "entropy_rnn", "entropy_head", "variance"}
+    torch.testing.assert_close(m.targets(x), m.encoder(x).detach())  # EMA starts at the encoder
+    with torch.no_grad():
+        for q in m.encoder.parameters():
+            q.add_(1.0)
+    before = [q.clone() for q in m.target_encoder.parameters()]
+    m.update_target()
+    for t, b, o in zip(m.target_encoder.parameters(), before, m.encoder.parameters()):
+        torch.testing.assert_close(t, 0.5 * b + 0.5 * o)
+    assert all(not q.requires_grad for q in m.target_encoder.parameters())
+    for key, bad in (("variance", "huge"), ("entropy_predictor", "mlp"), ("target_ema", 1.5)):
+        with pytest.raises(ValueError, match=key):
+            T.PredictiveLDM({**cfg["model"], key: bad}, 100, 2, 0, "stopgrad")
+    with pytest.raises(ValueError, match="entropy_predictor"):
+        T.PredictiveLDM({**cfg["model"], "entropy_predictor": "state"}, 100, 2, 0, "knn")
 
 
 def test_loss_shape_errors():
@@ -419,9 +503,13 @@ def _comparable(history):
     return [{k: v for k, v in e.items() if k != "epoch_time_s"} for e in history]
 
 
-@pytest.mark.parametrize("loss,norm", [("knn", "none"), ("stopgrad", "none"), ("stopgrad", "whiten")])
-def test_killed_run_resumes_with_identical_metrics(data_dir, tmp_path, loss, norm):
-    cfg = tiny_cfg(loss, model={"encoding_norm": norm})  # whiten: the running statistics are checkpointed too
+@pytest.mark.parametrize("loss,norm,extra", [("knn", "none", {}), ("stopgrad", "none", {}), ("stopgrad", "whiten", {}),
+                                             ("stopgrad", "none", {"variance": "state", "target_ema": 0.9,
+                                                                   "entropy_predictor": "state"})])
+def test_killed_run_resumes_with_identical_metrics(data_dir, tmp_path, loss, norm, extra):
+    # whiten: the running statistics are checkpointed too; extra: the EMA target encoder, variance nets and the
+    # separate entropy predictor as well
+    cfg = tiny_cfg(loss, model={"encoding_norm": norm, **extra})
     T.train(cfg, data_dir, tmp_path / "full")
     full = json.loads((tmp_path / "full" / "history.json").read_text())["epochs"]
 
@@ -450,8 +538,8 @@ def test_non_finite_loss_names_step_and_term(data_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = T.predictive_loss
 
-    def poisoned(objective, z, pred):
-        loss, terms = real(objective, z, pred)
+    def poisoned(objective, z, pred, **kw):
+        loss, terms = real(objective, z, pred, **kw)
         calls["n"] += 1
         if calls["n"] == 6:  # step 6 = the 2nd step of epoch 2 (4 steps per epoch)
             terms["entropy_knn"] = torch.tensor(float("nan"))

@@ -39,7 +39,9 @@ from ldm.models.lstm_predictor import LSTMPredictor
 from ldm.models.mlp_encoder import build_encoder
 from ldm.models.normalisation import BatchWhitening
 from ldm.evaluation.probes import r2_score
-from ldm.objectives.predictive_losses import LOSS_DEFAULTS, LOSSES, build_objective, predictive_loss
+from ldm.objectives.predictive_losses import (
+    LOSS_DEFAULTS, LOSSES, build_objective, predictive_loss, separate_predictor_stopgrad_loss,
+)
 from ldm.training.loop import discard_stale_checkpoint, fit
 
 #: Defaults = the official knn/kde/logdet config with the paper's encoder (10 × 200).
@@ -47,10 +49,13 @@ DEFAULTS: dict[str, Any] = {
     "loss": "knn",
     "model": {
         "state_dim": 2,  # latent dimension d (Fig. A7: > 2)
-        "encoder": {"preset": "paper", "hidden_layers": None, "hidden_dim": None},
+        "encoder": {"preset": "paper", "hidden_layers": None, "hidden_dim": None, "init": None},
         "rnn_hidden": 10,
         "head_hidden": [20, 20],
         "encoding_norm": "none",  # none | whiten | auto (= whiten for stopgrad, none otherwise); see ENCODING_NORMS
+        "variance": "unit",  # predictive variance: unit | learned | state (see VARIANCES)
+        "target_ema": None,  # None, or the momentum of an EMA target encoder for the alignment targets
+        "entropy_predictor": "none",  # stopgrad only: none (official) | unit | learned | state (ENTROPY_PREDICTORS)
     },
     "loss_settings": copy.deepcopy(LOSS_DEFAULTS),
     "optim": {
@@ -59,7 +64,7 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 1e-6,
         "epochs": 300,
         "lr_scale_batch": 256,
-        "multipliers": {"encoder": 1.0, "rnn": 30.0, "head": 30.0},
+        "multipliers": {"encoder": 1.0, "rnn": 30.0, "head": 30.0, "variance": 20.0},
         "probe_lr": 0.5,
         "scheduler": "linear",  # linear | warmup_cosine | none
         "min_lr": 0.0009,  # before batch scaling; linear: final factor min_lr/lr
@@ -81,6 +86,19 @@ DEFAULTS: dict[str, Any] = {
 #: term, so shrinking or collinear encodings lower it; on whitened encodings it becomes the CE of the raw
 #: encodings minus ½ log det Cov(Z), conditional entropy minus the Gaussian marginal entropy (App. A.5).
 ENCODING_NORMS = ("none", "whiten", "auto")
+
+#: ``model.variance`` values: the variance of the Gaussian predictive model N(p_t, diag v_t) (predictive.md §4.1).
+#: ``unit``: v = 1 (every official wobbly config); ``learned``: one learned variance per latent dimension
+#: (v = exp(ℓ)); ``state``: v_t = Softplus(Linear(h_t)) of the LSTM state that made the prediction (the
+#: official code's ``variance_dependency: state``). Learned variances are trained at lr × ``multipliers.variance``
+#: (official default ×20).
+VARIANCES = ("unit", "learned", "state")
+
+#: ``model.entropy_predictor`` (stopgrad loss only): ``none`` = the stopgrad conditional-entropy estimate uses the
+#: model's own predictor (the official loss); otherwise a second LSTM predictor with that variance kind
+#: (see VARIANCES) sees the detached encodings and estimates H(z_t | z_<t) (paper App. A.6.2, last paragraph;
+#: :func:`ldm.objectives.predictive_losses.separate_predictor_stopgrad_loss`).
+ENTROPY_PREDICTORS = ("none",) + VARIANCES
 
 
 def resolve_encoding_norm(norm: Optional[str], loss: Optional[str]) -> str:
@@ -155,6 +173,84 @@ class PredictiveLDM(nn.Module):
             self.predictor = LSTMPredictor(d, int(model_cfg["rnn_hidden"]), list(model_cfg["head_hidden"]))
             self.probe = nn.Linear(d, target_dim)
         self.norm: Optional[BatchWhitening] = BatchWhitening(d) if self.encoding_norm == "whiten" else None
+        self.variance = str(model_cfg.get("variance") or "unit")
+        if self.variance not in VARIANCES:
+            raise ValueError(f"identifiability: model.variance must be one of {list(VARIANCES)}, got {self.variance!r}")
+        self.log_var: Optional[nn.Parameter] = nn.Parameter(torch.zeros(d)) if self.variance == "learned" else None
+        self.var_net: Optional[nn.Module] = None
+        if self.variance == "state":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed) + 7)
+                self.var_net = nn.Sequential(nn.Linear(int(model_cfg["rnn_hidden"]), d), nn.Softplus())
+        self.entropy_kind = str(model_cfg.get("entropy_predictor") or "none")
+        if self.entropy_kind not in ENTROPY_PREDICTORS:
+            raise ValueError(f"identifiability: model.entropy_predictor must be one of {list(ENTROPY_PREDICTORS)}, "
+                             f"got {self.entropy_kind!r}")
+        if self.entropy_kind != "none" and loss not in (None, "stopgrad"):
+            raise ValueError(f"identifiability: model.entropy_predictor={self.entropy_kind!r} is for the stopgrad loss, "
+                             f"not {loss!r}")
+        self.ent_predictor: Optional[LSTMPredictor] = None
+        self.ent_log_var: Optional[nn.Parameter] = None
+        self.ent_var_net: Optional[nn.Module] = None
+        if self.entropy_kind != "none":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed) + 11)
+                self.ent_predictor = LSTMPredictor(d, int(model_cfg["rnn_hidden"]), list(model_cfg["head_hidden"]))
+                if self.entropy_kind == "state":
+                    self.ent_var_net = nn.Sequential(nn.Linear(int(model_cfg["rnn_hidden"]), d), nn.Softplus())
+            if self.entropy_kind == "learned":
+                self.ent_log_var = nn.Parameter(torch.zeros(d))
+        ema = model_cfg.get("target_ema")
+        self.target_ema = None if ema is None else float(ema)
+        if self.target_ema is not None and not 0.0 <= self.target_ema < 1.0:
+            raise ValueError(f"identifiability: model.target_ema must be None or in [0, 1), got {ema!r}")
+        self.target_encoder: Optional[nn.Module] = None
+        if self.target_ema is not None:
+            self.target_encoder = copy.deepcopy(self.encoder)
+            for q in self.target_encoder.parameters():
+                q.requires_grad_(False)
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """EMA target encoder: θ' ← m θ' + (1 − m) θ (BYOL-style slow targets, paper App. A.6.2)."""
+        if self.target_encoder is None:
+            return
+        for t, o in zip(self.target_encoder.parameters(), self.encoder.parameters()):
+            t.lerp_(o.detach(), 1.0 - float(self.target_ema))
+
+    def targets(self, frames: Tensor) -> Optional[Tensor]:
+        """Alignment targets from the EMA target encoder (detached, normalised like :meth:`embed`), or None."""
+        if self.target_encoder is None:
+            return None
+        with torch.no_grad():
+            z = self.target_encoder(frames)
+            if self.norm is not None:
+                shape = z.shape
+                was = self.norm.training
+                self.norm.eval()
+                z = self.norm(z.reshape(-1, shape[-1])).reshape(shape)
+                self.norm.train(was)
+        return z
+
+    def entropy_prediction(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The separate conditional-entropy predictor on detached encodings: (p^φ [B, T, d], v^φ)."""
+        assert self.ent_predictor is not None
+        pred, h = self.ent_predictor(z.detach())
+        if self.ent_log_var is not None:
+            var = self.ent_log_var.exp()
+        elif self.ent_var_net is not None:
+            var = self.ent_var_net(h) + 1e-6
+        else:
+            var = torch.ones(1, dtype=z.dtype, device=z.device)
+        return pred, var
+
+    def predictive_variance(self, h: Tensor) -> Optional[Tensor]:
+        """Variances [B, T, d] (or [d]) of the predictions made from LSTM states h [B, T, H]; None = unit."""
+        if self.log_var is not None:
+            return self.log_var.exp()
+        if self.var_net is not None:
+            return self.var_net(h) + 1e-6
+        return None
 
     def embed(self, frames: Tensor) -> Tensor:
         """Encodings z [..., d] of frames [..., P]: the encoder, then the normalisation over all frames of the
@@ -171,6 +267,12 @@ class PredictiveLDM(nn.Module):
         pred, _ = self.predictor(z)
         return z, pred
 
+    def forward_full(self, frames: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+        """frames → (z, p, predictive variances of p or None for unit variance)."""
+        z = self.embed(frames)
+        pred, h = self.predictor(z)
+        return z, pred, self.predictive_variance(h)
+
 
 def build_optimizer(model: PredictiveLDM, optim: Mapping[str, Any]) -> torch.optim.Adam:
     """Adam with groups encoder / rnn / head / probe; lr_g = lr · B/256 · multiplier_g (probe: probe_lr · B/256)."""
@@ -183,6 +285,16 @@ def build_optimizer(model: PredictiveLDM, optim: Mapping[str, Any]) -> torch.opt
         {"name": "head", "params": list(model.predictor.head.parameters()), "lr": base * float(m["head"])},
         {"name": "probe", "params": list(model.probe.parameters()), "lr": float(optim["probe_lr"]) * scale},
     ]
+    var_params = ([model.log_var] if model.log_var is not None else []) + \
+        (list(model.var_net.parameters()) if model.var_net is not None else [])
+    if model.ent_predictor is not None:
+        groups += [{"name": "entropy_rnn", "params": list(model.ent_predictor.rnn.parameters()), "lr": base * float(m["rnn"])},
+                   {"name": "entropy_head", "params": list(model.ent_predictor.head.parameters()),
+                    "lr": base * float(m["head"])}]
+        var_params += ([model.ent_log_var] if model.ent_log_var is not None else []) + \
+            (list(model.ent_var_net.parameters()) if model.ent_var_net is not None else [])
+    if var_params:
+        groups.append({"name": "variance", "params": var_params, "lr": base * float(m.get("variance", 20.0))})
     return torch.optim.Adam(groups, betas=(0.9, 0.999), weight_decay=float(optim["weight_decay"]))
 
 
@@ -311,10 +423,18 @@ def train(cfg: Mapping[str, Any], data_dir: Path | str, out_dir: Path | str,
 
     def step_fn(batch: tuple[Tensor, Tensor], step: int):
         x, s = batch
-        z, pred = model(x)
-        loss, terms = predictive_loss(objective, z, pred)
+        model.update_target()
+        z, pred, var = model.forward_full(x)
+        if model.ent_predictor is not None:
+            ep, ev = model.entropy_prediction(z)
+            loss, terms = separate_predictor_stopgrad_loss(z, pred, var, ep, ev)
+            terms["entropy_pred_var_mean"] = ev.detach().mean()
+        else:
+            loss, terms = predictive_loss(objective, z, pred, var=var, target=model.targets(x))
         probe = ((model.probe(z.detach()) - s) ** 2).mean()
         terms["probe_mse"] = probe.detach()
+        if var is not None:
+            terms["pred_var_mean"] = var.detach().mean()
         return loss + probe, terms, {}
 
     def end_epoch(epoch: int, step: int, history: Mapping[str, Any]) -> dict[str, float]:
