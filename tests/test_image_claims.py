@@ -29,11 +29,13 @@ def test_mi_pair_within_and_outside_the_seed_spread():
 
 
 def test_plane_logdet_spectrum_must_be_the_widest():
-    evs = [_ev("plane_logdet", 1, 70, pr=30.0), _ev("plane_logdet", 2, 70, pr=26.0), _ev("sphere_kde", 1, 70, pr=20.0)]
+    evs = [_ev("plane_logdet", 1, 70, pr=30.0), _ev("plane_logdet", 2, 70, pr=26.0), _ev("plane_logdet_mi", 1, 70, pr=40.0),
+           _ev("sphere_kde", 1, 70, pr=20.0)]
     (c,) = plane_logdet_most_spread(evs)
     assert c["holds"] is True and c["value"] == 28.0 and c["reference"] == 20.0
+    assert c["subject"] == "plane_logdet and plane_logdet_mi"
     (c,) = plane_logdet_most_spread(evs + [_ev("plane_knn", 1, 70, pr=29.0)])
-    assert c["holds"] is False and "rank 2 of 3" in c["detail"]
+    assert c["holds"] is False and c["reference"] == 29.0 and "(plane_knn)" in c["detail"]
 
 
 def test_gradient_cosines_mostly_positive_and_plane_logdet_near_zero():

@@ -6,8 +6,9 @@ the evidence next to the verdict. The thresholds are stated in ``detail`` and in
 * **MI changes accuracy little** — for every MI/no-MI pair (row ``x`` and ``x_mi``), the difference of the
   mean top-1 over seeds lies within the seed spread: |mean(x_mi) − mean(x)| ≤ the larger of the two
   rows' ranges (max − min over seeds). Needs ≥ 2 seeds per row.
-* **Plane LogDet has the most spread spectrum** — its participation ratio (Σλ)²/Σλ² of the test-embedding
-  covariance, mean over seeds, is the largest of all rows (Fig. 3 spectra; the paper's "dimensionality").
+* **Plane LogDet has the most spread spectrum** — the participation ratio (Σλ)²/Σλ² of the test-embedding
+  covariance, mean over seeds, of both plane LogDet rows (with and without MI) exceeds that of every other
+  row (Fig. 3 spectra; the paper's "dimensionality": 333 and 514 against at most 118 for the others).
 * **Gradient cosines mostly positive, near 0 for plane LogDet** — over every logged step of every row
   except plane LogDet, the share of cosines > 0 is ≥ 0.5 ("mostly"); for the plane LogDet (no-MI) run,
   the mean cosine over the second half of training is below 0.2 and below every other row's (the paper
@@ -59,22 +60,25 @@ def mi_changes_little(evals: Iterable[Mapping[str, Any]], metric: str = "linear_
 
 
 def plane_logdet_most_spread(evals: Iterable[Mapping[str, Any]], key: str = "participation_ratio") -> list[dict[str, Any]]:
-    """Per dataset: plane LogDet's mean participation ratio against the largest of the other rows."""
+    """Per dataset: the smaller mean participation ratio of the two plane LogDet rows (with and without MI;
+    the paper's Fig. 3 shows both as the most spread, 333 and 514 dimensions) against the largest of every
+    other row."""
     rows = _by_row(evals)
     out = []
     for ds in sorted({d for d, _ in rows}):
         means = {row: float(_values(runs, key).mean()) for (d, row), runs in rows.items() if d == ds and len(_values(runs, key))}
-        if PLANE_LOGDET not in means:
+        mine = {r: m for r, m in means.items() if r in (PLANE_LOGDET, PLANE_LOGDET + MI_SUFFIX)}
+        if not mine:
             continue
-        others = {r: m for r, m in means.items() if r != PLANE_LOGDET}
+        others = {r: m for r, m in means.items() if r not in mine}
         best_other = max(others, key=others.get) if others else None
         ranking = sorted(means, key=means.get, reverse=True)
-        out.append({"claim": "plane LogDet has the most spread spectrum", "dataset": ds, "subject": PLANE_LOGDET,
-                    "value": round(means[PLANE_LOGDET], 2),
+        out.append({"claim": "plane LogDet has the most spread spectrum", "dataset": ds,
+                    "subject": " and ".join(sorted(mine)), "value": round(min(mine.values()), 2),
                     "reference": round(others[best_other], 2) if best_other else float("nan"),
-                    "holds": bool(best_other is None or means[PLANE_LOGDET] > others[best_other]),
-                    "detail": f"{key} (mean over seeds), rank {ranking.index(PLANE_LOGDET) + 1} of {len(ranking)}; "
-                              f"largest other: {best_other}; order: "
+                    "holds": bool(best_other is None or min(mine.values()) > others[best_other]),
+                    "detail": f"{key} (mean over seeds); value = the smaller of the plane LogDet rows, reference = "
+                              f"the largest other ({best_other}); order: "
                               + ", ".join(f"{r} {means[r]:.1f}" for r in ranking)})
     return out
 
