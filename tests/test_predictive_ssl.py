@@ -458,6 +458,32 @@ def test_generalisation_set_expands_into_datasets_and_runs():
         kset.kalman_section({"kalman": clash})
 
 
+def test_generalisation_model_size_from_the_highest_drawable_harmonic():
+    from ldm.data.motions import draw_max_harmonic, draw_motions, get_motion, harmonic_model_size, motion_params
+
+    K = draw_max_harmonic()
+    # the bound holds for every motion the drawer produces (many seeds), and is attained
+    seen = []
+    for seed in range(60):
+        for m in draw_motions(seed, 4):
+            vc = VideoConfig.from_dict(m)
+            seen.append(max(abs(h) for h in get_motion(vc.motion).harmonics(motion_params(vc))))
+    assert max(seen) == K and K >= 2
+    assert harmonic_model_size(K) == {"latent_dim": 2 * K, "state_dim": 4 * K}
+    with pytest.raises(ValueError, match="harmonics"):
+        harmonic_model_size(0)
+    gen = {"seed": 5, "n_motions": 4, "size_by_harmonics": True, "dataset": {"seq_len": 20, "n_train": 16, "n_test": 4},
+           "run": {"loss": "stopgrad", "model": {"hidden_dim": 50}, "optim": {"epochs": 1}}}
+    sec = kset.kalman_section({"kalman": {**TINY_SECTION, "generalisation": gen}})
+    for i in range(1, 5):  # one size for every motion, whatever it is
+        cfg = kx.resolve_run(sec, f"gen{i}_stopgrad", 1)
+        assert (cfg["model"]["latent_dim"], cfg["model"]["state_dim"], cfg["model"]["hidden_dim"]) == (2 * K, 4 * K, 50)
+    assert "state_dim" not in gen["run"]["model"], "the config mapping is not edited"
+    both = {**gen, "run": {"loss": "stopgrad", "model": {"state_dim": 10}}}
+    with pytest.raises(KeyError, match="size_by_harmonics"):
+        kset.kalman_section({"kalman": {**TINY_SECTION, "generalisation": both}})
+
+
 def test_evaluation_reports_random_phase_baselines_and_collapse(data_dirs, tmp_path):
     cfg = kx.resolve_run(TINY_SECTION, "sg", 1)
     rd = tmp_path / "sg"
@@ -478,6 +504,17 @@ def test_evaluation_reports_random_phase_baselines_and_collapse(data_dirs, tmp_p
     metrics = kx.summarize([rd, rd2], tmp_path / "res" / "metrics.json", profile="test")
     assert metrics["collapse_detected"] is True and metrics["collapsed_runs"] == ["sg_seed2"]
     assert metrics["sg/collapsed_seeds"] == [2]
+    # so is a learned model below OLS on the raw pixels (useless, even without a collapse)
+    assert ev["below_raw_pixels"] == (ev["r2_heldout"] < ev["baseline_raw_pixels_r2"])
+    ev3 = dict(ev, seed=3, collapsed=False, below_raw_pixels=True)
+    rd3 = tmp_path / "sg3"
+    rd3.mkdir()
+    (rd3 / "eval.json").write_text(json.dumps(ev3))
+    (rd3 / "history.json").write_text((rd / "history.json").read_text())
+    metrics = kx.summarize([rd, rd2, rd3], tmp_path / "res" / "metrics.json", profile="test")
+    assert metrics["below_raw_pixels_runs"] == sorted(["sg_seed3"] + (["sg_seed1", "sg_seed2"] if ev["below_raw_pixels"] else []))
+    assert metrics["below_raw_pixels_detected"] is True and "sg_seed3" in metrics["flagged_runs"]
+    assert metrics["sg/below_raw_pixels_seeds"][-1] == 3
     table = (tmp_path / "res" / "tables" / "runs.csv").read_text().splitlines()
     assert table[0].split(",")[4] == "collapsed" and table[2].split(",")[4] in ("True", "true", "1")
 
@@ -491,3 +528,21 @@ def test_noise_inferred_claim_has_baselines(data_dirs, tmp_path):
         assert math.isfinite(ev[k]), k
     assert ev["noise_decoding_margin"] == pytest.approx(
         ev["noise_decoding_r2"] - max(ev["baseline_noise_pixel_var_r2"], ev["baseline_noise_untrained_r2"]))
+    # what inferring the noise does for the filter: the same model with Sigma_D fixed at its mean
+    for k in ("r2_heldout_noise_inferred", "r2_heldout_noise_const", "r2_noisy_frames_noise_inferred",
+              "r2_noisy_frames_noise_const"):
+        assert math.isfinite(ev[k]), k
+    assert ev["r2_heldout_noise_inferred"] == pytest.approx(ev["r2_heldout"])
+    assert ev["noise_inference_gain_r2"] == pytest.approx(ev["r2_heldout_noise_inferred"] - ev["r2_heldout_noise_const"])
+
+
+def test_constant_noise_counterfactual_reproduces_a_fixed_noise_filter():
+    m, cfg, frames = _model_and_batch("stopgrad", seed=3)
+    m.eval()
+    with torch.no_grad():
+        _, out = m(frames)
+        const = (m.kalman.log_scale.exp() * torch.ones(2)).numpy()
+    h = kalman_eval.filter_constant_noise(m, frames, const, batch=3)
+    assert torch.allclose(torch.from_numpy(h), out.filt_mean, atol=1e-5)
+    h2 = kalman_eval.filter_constant_noise(m, frames, 100 * const, batch=3)
+    assert not torch.allclose(torch.from_numpy(h2), out.filt_mean, atol=1e-3), "a noisier constant trusts z less"

@@ -232,6 +232,34 @@ def epicycle(cfg: Any, n: int, rng: Any) -> dict:
 
 #: Families drawn by :func:`draw_motions` (none of them is trained on by the paper configs).
 GENERALISATION_FAMILIES = ("lissajous", "ellipse", "polygon", "epicycle")
+#: Frequency pairs (a, b) of the drawn lissajous figures and harmonics k of the drawn epicycles.
+LISSAJOUS_PAIRS = ((1, 2), (2, 1), (1, 3), (3, 2), (2, 3))
+EPICYCLE_HARMONICS = (-3, -2, 2, 3, 4)
+
+
+def draw_max_harmonic() -> int:
+    """The highest harmonic of the loop frequency in the position of any motion :func:`draw_motions` can
+    draw: epicycle ``|k|``, lissajous ``max(a, b)``; ellipses have only the fundamental. A polygon's corner
+    harmonics ``1 + m sides`` are not counted: those above 4 carry < 0.25 % of its position variance
+    (triangle to hexagon, measured by FFT), like the square of Fig. A3 whose 2-d state has only the
+    fundamental."""
+    return int(max(max(abs(k) for k in EPICYCLE_HARMONICS), max(max(p) for p in LISSAJOUS_PAIRS), 1))
+
+
+def harmonic_model_size(n_harmonics: int) -> dict[str, int]:
+    """Latent and state size for a periodic motion whose position needs harmonics 1..K of the loop frequency.
+
+    Why: for a deterministic periodic motion every harmonic of the loop frequency is an exactly
+    predictable feature of the frames (a 2-d rotation of the hidden state), so the predictive objective is
+    indifferent between them and the encoder spends its L dimensions on *some* L/2 harmonics -- not
+    necessarily those the position is made of (measured: a 10-d state / 5-d latent learns the epicycle's
+    harmonics 1, 2, 3, 5, 6 but not its k = 4, and a 1:3 lissajous drifts away from its fundamental).
+    A latent of 2K dimensions can hold harmonics 1..K together; the state has twice the latent (the
+    paper's figure8 ratio, 10 / 5: hidden states for the filter's history)."""
+    K = int(n_harmonics)
+    if K < 1:
+        raise ValueError(f"kalman: the number of harmonics must be >= 1, got {n_harmonics!r}")
+    return {"latent_dim": 2 * K, "state_dim": 4 * K}
 
 
 def draw_motions(seed: int, n: int, steps_per_loop: tuple[int, int] = (14, 30), dt: float = 0.1
@@ -248,7 +276,7 @@ def draw_motions(seed: int, n: int, steps_per_loop: tuple[int, int] = (14, 30), 
         fam = fams[i % len(fams)]
         steps = rng.randint(*steps_per_loop)
         if fam == "lissajous":
-            a, b = rng.choice([(1, 2), (2, 1), (1, 3), (3, 2), (2, 3)])
+            a, b = rng.choice(list(LISSAJOUS_PAIRS))
             params = {"a": float(a), "b": float(b), "ax": round(rng.uniform(0.7, 1.2), 3),
                       "ay": round(rng.uniform(0.5, 1.1), 3), "delta": round(rng.uniform(0, math.pi), 3)}
             loop = steps * max(a, b) // 1
@@ -261,7 +289,7 @@ def draw_motions(seed: int, n: int, steps_per_loop: tuple[int, int] = (14, 30), 
                       "tilt_deg": round(rng.uniform(0, 120), 1)}
             loop = steps
         else:
-            params = {"k": float(rng.choice([-3, -2, 2, 3, 4])), "c": round(rng.uniform(0.15, 0.35), 3),
+            params = {"k": float(rng.choice(list(EPICYCLE_HARMONICS))), "c": round(rng.uniform(0.15, 0.35), 3),
                       "r": round(rng.uniform(0.8, 1.1), 3)}
             loop = steps
         factor = MOTIONS[fam].loop_factor

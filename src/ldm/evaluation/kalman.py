@@ -70,6 +70,48 @@ def noise_baseline(train_arr: Mapping[str, np.ndarray], test_arr: Mapping[str, n
                                        test_arr["noise_level"])["r2"]
 
 
+@torch.no_grad()
+def filter_constant_noise(model: KalmanSSL, frames: torch.Tensor, obs_var: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Filtered states [N, T, S] of the trained model with its inferred Sigma_D(t) replaced by the constant
+    diagonal ``obs_var`` [L] (the counterfactual "noise not inferred": same encoder, A, b, Sigma_A)."""
+    model.eval()
+    kf = model.kalman
+    A = kf.transition()
+    S, L = kf.S, kf.L
+    out = []
+    for i in range(0, frames.shape[0], batch):
+        z = model.encoder(frames[i:i + batch])
+        T = z.shape[1]
+        R = torch.as_tensor(obs_var, dtype=z.dtype).reshape(1, 1, L).expand(1, T, L)
+        Q = (kf.log_scale.exp() * kf.log_process.exp()).reshape(1, 1, S).expand(1, T, S)
+        out.append(kf._precomputed(z, A, Q, R, constant=True).filt_mean.numpy())
+    return np.concatenate(out, 0)
+
+
+def noise_aware_filtering(model: KalmanSSL, train_arr: Mapping[str, np.ndarray], tr: Mapping[str, np.ndarray],
+                          test_arr: Mapping[str, np.ndarray], te: Mapping[str, np.ndarray], batch: int,
+                          noisy_quantile: float = 0.75) -> dict[str, float]:
+    """What inferring the noise does for the filter (Fig. A4): held-out position R^2 with the inferred
+    Sigma_D(t) vs with Sigma_D fixed at its mean over the training frames (same trained model), on all test
+    frames and on the noisiest quarter (true noise level >= its 75 % quantile). A filter that uses the
+    inferred noise trusts noisy frames less, so its gain shows on the noisy frames."""
+    const = tr["obs_var"].reshape(-1, tr["obs_var"].shape[-1]).mean(0)
+    h_tr = filter_constant_noise(model, torch.from_numpy(train_arr["frames"]), const, batch)
+    h_te = filter_constant_noise(model, torch.from_numpy(test_arr["frames"]), const, batch)
+    pos_tr, pos_te = train_arr["position"], test_arr["position"]
+    level = test_arr["noise_level"]
+    noisy = level >= np.quantile(level, noisy_quantile)
+    res = {}
+    for tag, (htr, hte) in {"inferred": (tr["h"], te["h"]), "const": (h_tr, h_te)}.items():
+        fit = probes.heldout_r2(htr, pos_tr, hte, pos_te)
+        pred = probes.predict(hte, fit["W"], fit["c"])
+        res[f"r2_heldout_noise_{tag}"] = fit["r2"]
+        res[f"r2_noisy_frames_noise_{tag}"] = probes.r2_score(pos_te[noisy], pred[noisy])
+    res["noise_inference_gain_r2"] = res["r2_heldout_noise_inferred"] - res["r2_heldout_noise_const"]
+    res["noise_inference_gain_noisy_r2"] = res["r2_noisy_frames_noise_inferred"] - res["r2_noisy_frames_noise_const"]
+    return res
+
+
 def evaluate(cfg: Optional[Mapping[str, Any]], videos_dir: Path | str, run_dir: Path | str) -> dict[str, Any]:
     """Held-out OLS R^2 (train latents -> all test sequences; primary), the paper's online-probe
     R^2, noise-level decoding and noise-aware filtering (inferred Sigma_D), learned rotation angle.
@@ -146,6 +188,8 @@ def evaluate(cfg: Optional[Mapping[str, Any]], videos_dir: Path | str, run_dir: 
         extra_arrays.update({"err_filtered": err_f, "err_encoder": err_z})
         res["err_filtered_mean"] = float(err_f.mean())
         res["err_encoder_mean"] = float(err_z.mean())
+        if model.kalman.obs_noise == "inferred":
+            res.update(noise_aware_filtering(model, train_arr, tr, test_arr, te, bs))
     if model.kalman.process_noise != "fixed" and "jumps" in train_arr and train_arr["jumps"].any():
         # jump configs: does the innovation-driven process noise rise at the jumps?
         q = tr["process_var"].mean(-1)
@@ -159,6 +203,15 @@ def evaluate(cfg: Optional[Mapping[str, Any]], videos_dir: Path | str, run_dir: 
              frames=test_arr["frames"], pos_hat=pos_hat, pos_std=pos_std, **te, **np_b, **extra_arrays)
     res.update(baselines(cfg, train_arr, test_arr, bs))
     res["margin_over_raw_pixels"] = res["r2_heldout"] - res["baseline_raw_pixels_r2"]
+    # a learned model that decodes position worse than OLS on the raw pixels is useless as a result,
+    # collapsed or not: flagged beside the collapse flag (issue 13)
+    res["below_raw_pixels"] = bool(res["margin_over_raw_pixels"] < 0)
+    if res["below_raw_pixels"]:
+        import logging
+
+        logging.getLogger("ldm").warning(
+            f"kalman {res['name']} seed {res['seed']}: held-out R2 {res['r2_heldout']:.4f} is BELOW the raw-pixel "
+            f"OLS baseline {res['baseline_raw_pixels_r2']:.4f} (flagged 'below_raw_pixels')")
     # random-phase test sequences of the same motion (a trajectory the training set may never show)
     rp = heldout_set_r2(model, train_arr, tr, random_phase_test(cfg, pos_te.shape[0]), bs)
     res.update({"r2_random_phase": rp["r2"], "r2_random_phase_encoder": rp["r2_encoder"],

@@ -218,6 +218,7 @@ def train(cfg: Mapping[str, Any], videos_dir: Path | str, out_dir: Path | str,
         _, out = model(test_set.frames.to(dev))
         m = {
             "test/r2_heldout_subset": r2,
+            "test/r2_heldout_encoder_subset": probes.heldout_r2(tr["z"], sub_pos, te["z"], pos_te)["r2"],
             "test/r2_online_paper": probes.paper_probe_r2(te["h"][vid], b, W, pos_te[vid]),
             "test/r2_online_bias": probes.r2_score(
                 pos_te.reshape(-1, 2), model.pos_probe(torch.from_numpy(te["h"] - b).to(dev)).cpu().numpy().reshape(-1, 2)),

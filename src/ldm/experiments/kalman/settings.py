@@ -70,11 +70,21 @@ class _Section(Mapping):
 def generalisation_set(gen: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Data sets ``gen<i>`` and runs ``gen<i>_<loss>`` of the test-time generalisation set (issue 13):
     ``n_motions`` motions drawn from ``seed`` (:func:`ldm.data.motions.draw_motions`: shape, period,
-    random phase per sequence) on top of ``dataset`` (noise, sizes), each trained with ``run``."""
-    from ldm.data.motions import draw_motions
+    random phase per sequence) on top of ``dataset`` (noise, sizes), each trained with ``run``. With
+    ``size_by_harmonics`` every run's latent/state size is :func:`ldm.data.motions.harmonic_model_size` of
+    the highest harmonic any draw can contain (:func:`ldm.data.motions.draw_max_harmonic`): one rule for
+    all motions, not a per-motion choice."""
+    from ldm.data.motions import draw_max_harmonic, draw_motions, harmonic_model_size
 
     base_data = dict(gen["dataset"]) if "dataset" in gen else {}
-    run = dict(gen["run"]) if "run" in gen else {}
+    run = deep_merge({}, gen["run"]) if "run" in gen else {}
+    if gen.get("size_by_harmonics", False):
+        # one size for every drawn motion: latent 2K, state 4K, K = the highest harmonic any draw can have
+        given = sorted(k for k in ("state_dim", "latent_dim") if k in (run.get("model") or {}))
+        if given:
+            raise KeyError(f"kalman.generalisation.run.model.{given[0]} is set together with "
+                           "kalman.generalisation.size_by_harmonics (which sets state_dim and latent_dim); drop one")
+        run["model"] = {**(run.get("model") or {}), **harmonic_model_size(draw_max_harmonic())}
     loss = run.get("loss", DEFAULTS["loss"])
     datasets, runs = {}, {}
     for i, motion in enumerate(draw_motions(int(gen["seed"]), int(gen["n_motions"]),

@@ -36,10 +36,14 @@ KEYS = ["r2_heldout", "r2_heldout_encoder", "baseline_raw_pixels_r2", "baseline_
         "train_time_s", "noise_decoding_r2", "noise_decoding_spearman", "err_filtered_mean", "err_encoder_mean",
         "position_coverage_2sd", "process_var_jump_ratio", "r2_random_phase", "r2_random_phase_encoder",
         "baseline_raw_pixels_random_phase_r2", "margin_random_phase_over_raw_pixels", "baseline_noise_pixel_var_r2",
-        "baseline_noise_untrained_r2", "noise_decoding_margin", "encoding_spread_ratio", "r2_drop_from_peak"]
+        "baseline_noise_untrained_r2", "noise_decoding_margin", "r2_heldout_noise_inferred", "r2_heldout_noise_const",
+        "noise_inference_gain_r2", "r2_noisy_frames_noise_inferred", "r2_noisy_frames_noise_const",
+        "noise_inference_gain_noisy_r2", "encoding_spread_ratio", "r2_drop_from_peak"]
 
-#: Per-seed collapse flags (issue 13), listed in tables/runs.csv and summarised in metrics.json.
-FLAGS = ["collapsed", "a_at_bound"]
+#: Per-seed flags (issue 13), listed in tables/runs.csv and summarised in metrics.json: collapse (spread or
+#: held-out R² fell during training), A at its radius bound (a warning sign), and a learned model whose
+#: held-out R² is below OLS on the raw pixels (useless as a result even without a collapse).
+FLAGS = ["collapsed", "below_raw_pixels", "a_at_bound"]
 
 
 @stage("kalman.videos", settings=settings.videos)
@@ -131,11 +135,18 @@ def summarize(job: Job) -> None:
     metrics["collapse_detected"] = bool(collapsed)
     metrics["collapsed_runs"] = collapsed
     metrics["a_at_bound_runs"] = sorted(f"{r['name']}_seed{r['seed']}" for r in rows if r.get("a_at_bound"))
-    if collapsed:
-        import logging
+    below = sorted(f"{r['name']}_seed{r['seed']}" for r in rows if r.get("below_raw_pixels"))
+    metrics["below_raw_pixels_detected"] = bool(below)
+    metrics["below_raw_pixels_runs"] = below
+    metrics["flagged_runs"] = sorted(set(collapsed) | set(below))
+    import logging
 
+    if collapsed:
         logging.getLogger("ldm").warning(f"kalman: COLLAPSED runs in this summary: {collapsed} "
                                          "(their R2 is in the tables, flagged in the 'collapsed' column)")
+    if below:
+        logging.getLogger("ldm").warning(f"kalman: runs BELOW the raw-pixel baseline in this summary: {below} "
+                                         "(flagged in the 'below_raw_pixels' column)")
     write_json(job.output["metrics"], metrics)
     write_csv(job.output["table"], sorted(rows, key=lambda r: (r["name"], r["seed"])),
               ["name", "seed", "loss", "dataset", *FLAGS, *KEYS])
