@@ -3,7 +3,7 @@ the random-init encoder and k-means on raw pixels as baselines; prints one table
 
     python benchmarks/categorical_standin.py [--data data/mnist] [--seeds 1 2 3] [--jobs 2] \
         [--encoder '{"name": "resnet18", "width": 0.125}'] [--lr 1e-3] [--pairs 8192] [--batch 256] \
-        [--epochs 30] [--anneal-rate 2] [--overrides JSON] [--figures DIR]
+        [--epochs 30] [--channels 1] [--anneal-rate 4] [--anneal-pairs 60000] [--overrides JSON] [--figures DIR]
 
 The defaults are the default profile's settings (config/config.yaml, ``categorical.defaults``).
 
@@ -99,7 +99,11 @@ def make_figures(folder: Path, runs: list[str], seed: int, data: Path) -> None:
     sched = {}
     for r in runs:
         if r in PAPER_RUNS and PAPER_RUNS[r]["objective"] != "mi":  # pure MI does not use T
-            s = annealing(resolve_run({**PAPER_RUNS[r], "epochs": len(hist.get(r, [])) or 30}))
+            h = hist.get(r, [])
+            if h:
+                sched[r] = ([e["epoch"] for e in h], [e["p"] for e in h], [e["temperature"] for e in h])
+                continue
+            s = annealing(resolve_run({**PAPER_RUNS[r], "epochs": 30}))
             ep = list(range(s.epochs))
             sched[r] = (ep, [s.p(e) for e in ep], [s.temperature(e) for e in ep])
     figures.annealing_schedule(sched).savefig(folder / "annealing.png", dpi=120)
@@ -117,8 +121,11 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=8192)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--channels", type=int, default=3)
-    ap.add_argument("--anneal-rate", type=float, default=2.0, help="T <- T - (rate/E)(T - T_end) per epoch (paper: 4)")
+    ap.add_argument("--channels", type=int, default=1)
+    ap.add_argument("--anneal-rate", type=float, default=4.0, help="T <- T - (rate/30)(T - T_end) per schedule epoch (paper: 4)")
+    ap.add_argument("--anneal-pairs", type=int, default=60000,
+                    help="pairs per schedule epoch (paper 60000: T follows the paper's run per pair seen); "
+                         "0 = the official update per training epoch with E = --epochs")
     ap.add_argument("--overrides", type=json.loads, default={}, help="further RUN_DEFAULTS overrides (JSON)")
     ap.add_argument("--figures", type=Path, default=None)
     args = ap.parse_args()
@@ -132,7 +139,9 @@ def main() -> None:
         np.savez(data / "train.npz", images=tr_i, labels=tr_y)
         np.savez(data / "test.npz", images=te_i, labels=te_y)
     overrides = {"encoder": args.encoder, "lr": args.lr, "pairs_per_epoch": args.pairs, "epochs": args.epochs,
-                 "batch_size": args.batch, "channels": args.channels, "anneal_rate": args.anneal_rate, **args.overrides}
+                 "batch_size": args.batch, "channels": args.channels, "anneal_rate": args.anneal_rate,
+                 **({"anneal_pairs": args.anneal_pairs} if args.anneal_pairs else {"anneal_pairs": None, "anneal_epochs": None}),
+                 **args.overrides}
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
     jobs = [{"run": r, "seed": s, "data": str(data), "overrides": overrides,

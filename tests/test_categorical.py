@@ -141,6 +141,34 @@ def test_annealing_schedule_matches_official_update():
     assert all(a < b for a, b in zip(ps, ps[1:]))
 
 
+def test_annealing_runs_the_papers_schedule_per_pair_seen():
+    from ldm.training.categorical import annealing
+
+    # the paper profile (30 epochs of 60 000 pairs) is the official per-epoch update exactly
+    paper = annealing(resolve_run({**PAPER_RUNS["dm"], "pairs_per_epoch": 60000, "epochs": 30}))
+    official = CategoricalAnnealing(0.8, 0.992, epochs=30)
+    assert paper.pace == 1.0
+    assert [paper.temperature(e) for e in range(30)] == pytest.approx([official.temperature(e) for e in range(30)])
+    # 8192-pair epochs: epoch e is where the paper's run is after the same number of pairs
+    small = annealing(resolve_run({**PAPER_RUNS["dm"], "pairs_per_epoch": 8192, "epochs": 30}))
+    gap = official.t_start - official.t_end
+    for e in (0, 1, 7, 29):
+        assert small.temperature(e) == pytest.approx(official.t_end + gap * (26 / 30) ** (e * 8192 / 60000))
+    # the same pairs seen give the same T whatever the epoch length (no per-profile constant)
+    half = annealing(resolve_run({**PAPER_RUNS["dm"], "pairs_per_epoch": 4096, "epochs": 60}))
+    assert [half.temperature(2 * e) for e in range(30)] == pytest.approx([small.temperature(e) for e in range(30)])
+    assert small.p(29) == pytest.approx(0.913, abs=1e-3) and small.p(29) < official.p(29)
+    # anneal_pairs null: the official update on this run's own epochs (E = epochs)
+    own = annealing(resolve_run({**PAPER_RUNS["dm"], "pairs_per_epoch": 8192, "epochs": 10, "anneal_pairs": None,
+                                 "anneal_epochs": None}))
+    assert own.temperature(3) == pytest.approx(official.t_end + gap * (1 - 4 / 10) ** 3)
+    # no p reached at a constant-p run: T stays at T(p_start)
+    const = annealing(resolve_run({**PAPER_RUNS["dm_mi_p08"], "pairs_per_epoch": 8192}))
+    assert const.p(29) == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="anneal_pairs=0"):
+        resolve_run({"anneal_pairs": 0})
+
+
 def test_constant_p_schedule_and_errors():
     s = CategoricalAnnealing(0.8, None, epochs=30)
     assert {round(s.p(e), 12) for e in range(30)} == {0.8}
@@ -292,7 +320,8 @@ def digits(tmp_path_factory):
 
 
 TINY = {"encoder": {"name": "small_cnn", "widths": [8, 16]}, "head_hidden": 16, "batch_size": 32,
-        "pairs_per_epoch": 64, "epochs": 3, "lr": 1e-3, "image_size": 16, "channels": 1}
+        "pairs_per_epoch": 64, "epochs": 3, "lr": 1e-3, "image_size": 16, "channels": 1,
+        "anneal_pairs": None, "anneal_epochs": None}  # the official per-epoch update on 3 epochs: p moves
 
 
 def _train(digits, ckpt, **kw):

@@ -88,13 +88,11 @@ def test_stage_chain_writes_every_seed_and_baselines(tmp_path, monkeypatch, digi
         for seed in (1, 2):
             d = tmp_path / f"runs/{run}/seed{seed}"
             wc = {"run": run, "seed": str(seed)}
-            out = {"model": d / "model.pt", "history": d / "history.json", "summary": d / "train_metrics.json"}
+            out = {"model": d / "model.pt", "history": d / "history.json", "summary": d / "train_metrics.json",
+                   "eval": d / "eval.json", "codes": d / "codes.npz"}
             run_stage(_job("categorical.train", wc, data, out))
             assert out["model"].is_file() and not (d / "checkpoints").exists()
-            ev = {"eval": d / "eval.json", "codes": d / "codes.npz"}
-            run_stage(_job("categorical.evaluate", wc, {"test": data["test"], "model": out["model"],
-                                                        "summary": out["summary"]}, ev))
-            evals[f"eval_{run}_seed{seed}"], codes[f"codes_{run}_seed{seed}"] = ev["eval"], ev["codes"]
+            evals[f"eval_{run}_seed{seed}"], codes[f"codes_{run}_seed{seed}"] = out["eval"], out["codes"]
             hists[f"history_{run}_seed{seed}"] = out["history"]
     for seed in (1, 2):
         b = tmp_path / f"baselines/seed{seed}/eval.json"
@@ -103,9 +101,13 @@ def test_stage_chain_writes_every_seed_and_baselines(tmp_path, monkeypatch, digi
     hist = json.loads(hists["history_dm_seed1"].read_text())["epochs"]
     from ldm.objectives.categorical import CategoricalAnnealing
 
-    sched = CategoricalAnnealing(0.8, 0.992, epochs=2)
+    # the paper's pace per pair seen: 64-pair epochs move T 64/60000 of a paper epoch (4/30 of the gap each)
+    sched = CategoricalAnnealing(0.8, 0.992, epochs=30, pace=64 / 60000)
     assert [e["p"] for e in hist] == pytest.approx([sched.p(0), sched.p(1)]) and hist[1]["p"] > hist[0]["p"]
     ev = json.loads(evals["eval_dm_seed1"].read_text())
+    assert ev["p_final"] == pytest.approx(hist[-1]["p"]) and ev["p_end"] == 0.992
+    mi = json.loads(evals["eval_mi_seed1"].read_text())
+    assert not {"p_start", "p_end", "p_final"} & set(mi)  # pure MI has no p: none recorded
     assert 0 <= ev["accuracy_greedy"] <= ev["accuracy_hungarian"] <= 1
     assert np.asarray(ev["confusion"]).sum() == 80
     z = np.load(codes["codes_dm_seed1"])

@@ -1,8 +1,8 @@
 # Paper App. A.8, Fig. A8/A9 — categorical latents with a probabilistic encoder on MNIST (experiment
-# `categorical`): data/<dataset>/{train,test}.npz (rule datasets_images) → train, evaluate (per run × seed),
-# baselines (per seed) → figures, summarize. Settings: config key `categorical` (each job reads only its run,
-# see src/ldm/experiments/categorical/stages.py); code: src/ldm/experiments/categorical/ (glue) and
-# ldm.training.categorical. An interrupted training resumes from
+# `categorical`): data/<dataset>/{train,test}.npz (rule datasets_images) → train (per run × seed; it also
+# evaluates the trained encoder on the test split), baselines (per seed) → figures, summarize. Settings:
+# config key `categorical` (each job reads only its run, see src/ldm/experiments/categorical/stages.py);
+# code: src/ldm/experiments/categorical/ (glue), ldm.training.categorical, ldm.evaluation.categorical. An interrupted training resumes from
 # results/categorical/runs/<run>/seed<seed>/checkpoints/ when its settings, code and inputs are unchanged; a
 # finished training deletes its checkpoints.
 
@@ -40,6 +40,8 @@ rule categorical_train:
         model=f"{CAT_RUN_DIR}/model.pt",
         history=f"{CAT_RUN_DIR}/history.json",
         summary=f"{CAT_RUN_DIR}/train_metrics.json",
+        eval=f"{CAT_RUN_DIR}/eval.json",
+        codes=f"{CAT_RUN_DIR}/codes.npz",
     params:
         **stage_params("categorical.train"),
     log:
@@ -47,27 +49,6 @@ rule categorical_train:
     threads: 1
     resources:
         gpu=1,
-    conda:
-        "../envs/ldm.yaml"
-    shell:
-        STAGE
-
-
-rule categorical_evaluate:
-    input:
-        **stage_inputs(
-            "categorical.evaluate",
-            test=CAT_DATA["test"],
-            model=f"{CAT_RUN_DIR}/model.pt",
-            summary=f"{CAT_RUN_DIR}/train_metrics.json",
-        ),
-    output:
-        eval=f"{CAT_RUN_DIR}/eval.json",
-        codes=f"{CAT_RUN_DIR}/codes.npz",
-    params:
-        **stage_params("categorical.evaluate"),
-    log:
-        "logs/categorical/evaluate_{run}_seed{seed}.log",
     conda:
         "../envs/ldm.yaml"
     shell:

@@ -65,7 +65,9 @@ RUN_DEFAULTS: dict[str, Any] = {
     "multiplier": 2.0,            # m of dm_mi (H(c1) + H(c2) ≈ 2 Ĥ(c̄))
     "p_start": 0.8,               # P(c2 = c1) in epoch 0
     "p_end": 0.992,               # annealing target; null = constant p_start
-    "anneal_rate": 4.0,           # T ← T − (rate/E)(T − T_end) after every epoch
+    "anneal_rate": 4.0,           # T ← T − (rate/E)(T − T_end) after every schedule epoch
+    "anneal_epochs": 30,          # E of that update (official: max_epochs = 30); null = this run's epochs
+    "anneal_pairs": 60000,        # pairs per schedule epoch (the paper's epoch); null = this run's epoch
     "n_categories": 10,
     "encoder": {"name": "resnet18", "stem": "imagenet", "width": 1.0},
     "head_hidden": 128,
@@ -121,8 +123,12 @@ def resolve_run(overrides: Mapping[str, Any] | None = None, where: str = "catego
         raise ValueError(f"{where}: pairs_per_epoch={cfg['pairs_per_epoch']!r}; allowed: null or an integer >= batch_size")
     if not (isinstance(cfg["lr"], (int, float)) and cfg["lr"] > 0):
         raise ValueError(f"{where}: lr={cfg['lr']!r}; allowed: a number > 0")
+    for key in ("anneal_epochs", "anneal_pairs"):
+        v = cfg[key]
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{where}: {key}={v!r}; allowed: null or an integer >= 1")
     try:
-        annealing(cfg)
+        annealing(cfg, n_train=cfg["pairs_per_epoch"] or cfg["batch_size"])
     except ValueError as err:
         raise ValueError(f"{where}: p_start/p_end/anneal_rate: {err}") from None
     return cfg
@@ -157,12 +163,24 @@ def build_categorical_objective(cfg: Mapping[str, Any]) -> CategoricalObjective:
     return obj
 
 
-def annealing(cfg: Mapping[str, Any]) -> CategoricalAnnealing:
-    """The run's p / temperature schedule."""
+def annealing(cfg: Mapping[str, Any], n_train: int | None = None) -> CategoricalAnnealing:
+    """The run's p / temperature schedule on a clock of pairs seen (images.md §2): T moves
+    ``anneal_rate / anneal_epochs`` of the remaining gap per ``anneal_pairs`` pairs (the paper: 4/30 per
+    epoch of 60 000 pairs), i.e. ``pace`` = pairs_per_epoch / anneal_pairs schedule epochs per training
+    epoch. The paper profile (60 000-pair epochs, 30 of them) runs the official per-epoch update exactly; a
+    profile with fewer pairs anneals as far as the pairs it trains on take the paper's run. ``n_train``
+    (training images) is the epoch length when ``pairs_per_epoch`` is null."""
+    per_epoch = cfg["pairs_per_epoch"] or n_train
+    if cfg["anneal_pairs"] is None:
+        pace = 1.0
+    elif per_epoch is None:
+        raise ValueError("pairs_per_epoch is null: the number of training images (n_train) is needed for anneal_pairs")
+    else:
+        pace = float(per_epoch) / float(cfg["anneal_pairs"])
     return CategoricalAnnealing(p_start=float(cfg["p_start"]),
                                 p_end=None if cfg["p_end"] is None else float(cfg["p_end"]),
-                                epochs=int(cfg["epochs"]), n=int(cfg["n_categories"]),
-                                rate=float(cfg["anneal_rate"]))
+                                epochs=int(cfg["anneal_epochs"] or cfg["epochs"]), n=int(cfg["n_categories"]),
+                                rate=float(cfg["anneal_rate"]), pace=pace)
 
 
 def fingerprint(x: torch.Tensor, labels: np.ndarray) -> str:
@@ -206,7 +224,7 @@ def train_categorical(
     device = device or Device.from_settings({"device": "cpu"})
     encoder = device.model(build_encoder(cfg), conv=True)
     objective = build_categorical_objective(cfg)
-    schedule = annealing(cfg)
+    schedule = annealing(cfg, n_train=len(train_labels))
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=float(cfg["lr"]), betas=tuple(cfg["betas"]),
                                   weight_decay=float(cfg["weight_decay"]))
     x = device.batch(train_x, image=True)
