@@ -1,7 +1,8 @@
 """Figures of the ``images`` experiment (PNG + PDF each), one set per dataset:
 
 * Fig. 3 — ``<dataset>_spectrum``: eigenvalues of the test-embedding covariance (log-log; plane solid,
-  sphere dashed), participation ratio and #PCs for 90 / 99 % of the variance in the legend;
+  sphere dashed; one colour per row, every seed drawn), participation ratio and #PCs for 90 % of the
+  variance per seed in the legend;
   ``<dataset>_tsne``: t-SNE of the test embeddings coloured by class, one panel per row (seed = first);
   ``<dataset>_accuracy_vs_dim``: offline linear-probe top-1 vs dimensionality (participation ratio and
   #PCs for 90 %), one marker per row × seed.
@@ -40,21 +41,40 @@ def _style(row: str) -> dict[str, Any]:
             "marker": {"plane": "o", "sphere": "s"}.get(space, "^")}
 
 
+def _by_row(evals: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Runs grouped by row (seeds in order): one colour and one legend entry per row, every seed drawn."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for ev in sorted(evals, key=lambda e: (e["row"], e["seed"])):
+        out.setdefault(ev["row"], []).append(ev)
+    return out
+
+
+def _per_seed(runs: Sequence[Mapping[str, Any]], key: str, fmt: str = "{:.0f}") -> str:
+    return "/".join(fmt.format(r[key]) for r in runs)
+
+
+def _legend_outside(ax: "plt.Axes", title: str) -> None:
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=title, title_fontsize=6,
+              frameon=False)
+
+
 def spectrum(evals: Sequence[Mapping[str, Any]], stem: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for ev in evals:
-        lam = np.asarray(ev["eigenvalues"], float)
-        lam = lam[lam > 0]
-        if lam.size == 0:
-            continue
-        st = _style(ev["row"])
-        ax.loglog(np.arange(1, lam.size + 1), lam, color=st["color"], linestyle=st["linestyle"],
-                  label=f"{ev['row']} s{ev['seed']}: PR {ev['participation_ratio']:.1f}, "
-                        f"90% {ev['pcs_90']}, 99% {ev['pcs_99']}")
+    for row, runs in _by_row(evals).items():
+        st = _style(row)
+        for i, ev in enumerate(runs):
+            lam = np.asarray(ev["eigenvalues"], float)
+            lam = lam[lam > 0]
+            if lam.size == 0:
+                continue
+            ax.loglog(np.arange(1, lam.size + 1), lam, color=st["color"], linestyle=st["linestyle"], lw=1,
+                      label=None if i else f"{row}: PR {_per_seed(runs, 'participation_ratio')}, "
+                                           f"#PCs 90% {_per_seed(runs, 'pcs_90')}")
     ax.set_xlabel("principal component")
     ax.set_ylabel("eigenvalue of test-embedding covariance")
-    ax.set_title("Fig. 3: embedding spectra (PR = participation ratio; #PCs for 90/99 %)", fontsize=9)
-    ax.legend(fontsize=6)
+    ax.set_title("Fig. 3: embedding spectra (PR = participation ratio; #PCs reaching 90 % of the variance)",
+                 fontsize=9)
+    _legend_outside(ax, "row: value per seed")
     return save(fig, stem)
 
 
@@ -96,24 +116,25 @@ def accuracy_vs_dim(evals: Sequence[Mapping[str, Any]], stem: Path) -> list[Path
         ax.set_ylabel("offline linear probe top-1 (%)")
     h, lab = axes[0].get_legend_handles_labels()
     uniq = dict(zip(lab, h))
-    axes[1].legend(uniq.values(), uniq.keys(), fontsize=6)
+    axes[1].legend(uniq.values(), uniq.keys(), fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                   frameon=False, title="row (one marker per seed)", title_fontsize=6)
     fig.suptitle("Fig. 3: accuracy vs dimensionality of the test embeddings", fontsize=9)
     return save(fig, stem)
 
 
 def grad_cos(evals: Sequence[Mapping[str, Any]], stem: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4))
-    for ev in evals:
-        if not ev.get("grad_cos"):
-            continue
-        st = _style(ev["row"])
-        ax.plot(ev["grad_cos_steps"], ev["grad_cos"], color=st["color"], linestyle=st["linestyle"],
-                label=f"{ev['row']} s{ev['seed']}")
+    for row, runs in _by_row(evals).items():
+        runs = [ev for ev in runs if ev.get("grad_cos")]
+        st = _style(row)
+        for i, ev in enumerate(runs):
+            ax.plot(ev["grad_cos_steps"], ev["grad_cos"], color=st["color"], linestyle=st["linestyle"], lw=1,
+                    label=None if i else f"{row}: mean {_per_seed(runs, 'grad_cos_mean', '{:.2f}')}")
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("training step")
     ax.set_ylabel("cos(∇H_optimised, ∇H_counterpart)")
     ax.set_title("Fig. A2: gradient cosine between the entropy terms of the MI and no-MI variants", fontsize=9)
-    ax.legend(fontsize=6)
+    _legend_outside(ax, "row: mean per seed")
     return save(fig, stem)
 
 
@@ -122,15 +143,15 @@ def jacobian_hist(evals: Sequence[Mapping[str, Any]], stem: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4))
     finite = [v for ev in have for v in ev["jacobian_logdet"] if np.isfinite(v)]
     bins = np.linspace(min(finite), max(finite), 30) if finite else 10
-    for ev in have:
-        st = _style(ev["row"])
-        vals = np.asarray([v for v in ev["jacobian_logdet"] if np.isfinite(v)])
+    for row, runs in _by_row(have).items():
+        st = _style(row)
+        vals = np.asarray([v for ev in runs for v in ev["jacobian_logdet"] if np.isfinite(v)])
         ax.hist(vals, bins=bins, histtype="step", color=st["color"], linestyle=st["linestyle"],
-                label=f"{ev['row']} s{ev['seed']}")
+                label=f"{row} (seeds {_per_seed(runs, 'seed')})")
     ax.set_xlabel("log det(J Jᵀ) = 2 Σ log σ_k(J)")
-    ax.set_ylabel("test images")
+    ax.set_ylabel("test images (all seeds of a row)")
     ax.set_title("Fig. A2: encoder Jacobian log-determinants (the official code plotted a matrix rank)", fontsize=8)
-    ax.legend(fontsize=6)
+    _legend_outside(ax, "row")
     return save(fig, stem)
 
 
