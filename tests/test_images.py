@@ -429,7 +429,8 @@ def test_stage_chain_tables_and_figures(tmp_path):
     assert ev["grad_cos"] and len(ev["jacobian_logdet"]) == 2 and ev["embedding_dim"] == 32
     tables = tmp_path / "tables"
     outs = {"metrics": tmp_path / "metrics.json", "table": tables / "runs.csv", "table_a1": tables / "a1.csv",
-            "table_a1_md": tables / "a1.md", "paper_table": tables / "paper.csv"}
+            "table_a1_md": tables / "a1.md", "paper_table": tables / "paper.csv",
+            "claims": tables / "claims.csv", "claims_md": tables / "claims.md"}
     st.summarize(Job("images.summarize", st._summary_settings(config, {}), {**evals, **bases}, outs, {}))
     runs = (tables / "runs.csv").read_text().splitlines()
     assert len(runs) == 1 + 4  # every row x seed
@@ -437,6 +438,9 @@ def test_stage_chain_tables_and_figures(tmp_path):
     assert "Plane kNN" in md and "random-init network" in md and "raw pixels" in md and "92.07" in md
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["cifar10/plane_knn/seeds"] == [1, 2]
+    claims = (tables / "claims.md").read_text()
+    assert "gradient cosines mostly positive" in claims  # no MI pair and no plane LogDet among these rows
+    assert any(k.startswith("cifar10/claims/") for k in m)
     figs = tmp_path / "figures"
     st.figures(Job("images.figures", {"tsne_points": 30, "tsne_iter": 250}, dict(evals), {"figures": figs}, {}))
     names = {p.name for p in figs.glob("*.png")}
