@@ -75,6 +75,12 @@ def test_code_inputs_are_per_stage_and_follow_relative_imports() -> None:
     ica_fit = _rel(code_files("ica.fit", REPO))
     assert "models/ica.py" in ica_fit and "models/kalman_filter.py" not in ica_fit  # another experiment's code
     assert "experiments/ica/figures.py" not in ica_fit
+    # the image tables and claims are the summary's code only: editing them never retrains a network
+    summary = _rel(code_files("images.summarize", REPO))
+    image_train = _rel(code_files("images.train", REPO))
+    assert {"experiments/images/tables.py", "evaluation/image_claims.py"} <= summary
+    assert not {"experiments/images/tables.py", "evaluation/image_claims.py"} & image_train
+    assert "data/image_transforms.py" in image_train
 
 
 def test_code_inputs_do_not_depend_on_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
