@@ -69,7 +69,10 @@ def test_table_a1_official_configs_match_reference():
     assert (est.mode, est.power, est.joint_cov, est.scaling, est.jitter_all_entries) == (
         "taylor", 4, "pooled", "official", True)
     sphere_ld_paper = build_objective(table_a1_config("Sphere LogDet", variant="paper"))
-    assert (sphere_ld_paper.estimator.power, sphere_ld_paper.estimator.joint_cov) == (2, "concat")
+    est = sphere_ld_paper.estimator  # paper: exact log det (Eq. 34) per dimension, joint of [z1 || z2] (issue 9)
+    assert (est.mode, est.scaling, est.joint_cov, est.jitter_all_entries) == ("exact", "official", "concat", False)
+    est = build_objective(table_a1_config("Sphere LogDet + MI", variant="paper")).estimator
+    assert (est.mode, est.scaling) == ("exact", "official")
     # per-dataset precisions (images.md §1.4)
     assert build_objective(table_a1_config("Plane kNN", "cifar10")).model.lam == 12.5
     assert build_objective(table_a1_config("Plane kNN", "cifar100")).model.lam == 5.0

@@ -9,7 +9,7 @@ diagnostics. :func:`train` runs it through the shared resumable loop :func:`ldm.
 features during pretraining (the number the paper reports).
 
 Paper vs code (design rule): ``variant: paper`` (default) uses the paper's objectives where the official
-code differs (LogDet rows: exact log-det, joint covariance of [z1 ‖ z2], Eq. 9; sphere LogDet Taylor ρ²);
+code differs (LogDet rows: exact log-det, joint covariance of [z1 ‖ z2], Eq. 9; sphere LogDet per dimension, log det C / d);
 ``variant: official`` uses the code that produced the published numbers (plane LogDet = VICReg /
 VICReg2, sphere LogDet Taylor ρ⁴ with pooled covariance).
 """
