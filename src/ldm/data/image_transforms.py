@@ -138,9 +138,16 @@ def pipeline_config(name: str, dataset: str = "cifar10", **overrides) -> Augment
     return AugmentConfig.from_dict({**PIPELINES[name], "mean": mean, "std": std, **overrides})
 
 
+#: ITU-R 601-2 luma weights, as PIL's "L" conversion (the paper's pipeline ran on PIL images).
+LUMA = (0.299, 0.587, 0.114)
+
+
 def _gray(x: Tensor) -> Tensor:
-    """ITU-R 601-2 luma (torchvision's rgb_to_grayscale), keeps a channel dim."""
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    """ITU-R 601-2 luma (PIL's "L"), keeps a channel dim."""
+    return (LUMA[0] * x[:, 0:1] + LUMA[1] * x[:, 1:2] + LUMA[2] * x[:, 2:3])
+
+
+_HUE_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1)
 
 
 def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
@@ -158,34 +165,48 @@ def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     h6 = torch.where(maxc == r, (g - b).mul_(inv),
                      torch.where(maxc == g, (b - r).mul_(inv).add_(2.0), (r - g).mul_(inv).add_(4.0)))
     h6.add_(6.0 * shift.view(-1, 1, 1, 1))
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    n = _HUE_OFFSETS.to(x.device, x.dtype)
     j = torch.remainder(h6 + n, 6.0)
     f = torch.minimum(j, 4.0 - j).clamp_(0.0, 1.0)
     return maxc - chroma * f
 
 
-def _colour_jitter(x: Tensor, p: dict[str, Tensor], hue: bool) -> Tensor:
-    """torchvision's ColorJitter on a whole float batch, each image's four operations in its own order.
+def _jitter_plan(p: dict[str, Tensor], dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+    """Per-image tensors for :func:`_colour_jitter` (computed once per batch, sliced per chunk).
 
-    Brightness (b·x), contrast (c·x + (1 − c)·mean luma) and saturation (s·x + (1 − s)·luma) are all
-    α·x + β·luma + γ·mean luma, so each of the four positions is one full-batch affine pass with per-image
-    (α, β, γ) — identity (1, 0, 0) for images without jitter or whose operation there is the hue — followed
-    by the hue rotation on the images whose operation there is the hue.
+    Brightness (b·x), contrast (c·x + (1 − c)·mean luma) and saturation (s·x + (1 − s)·luma) are each a
+    3×3 colour matrix M = α·I + β·1wᵀ (w = luma weights) plus an offset γ·mean luma. ``mats`` (N, 4, 3, 3)
+    and ``gamma`` (N, 4) hold them for each of the four positions of an image's random order — the identity
+    where the image has no jitter or its operation there is the hue — and ``op`` (N, 4) the operation.
     """
-    one, zero = torch.ones_like(p["brightness"]), torch.zeros_like(p["brightness"])
+    device = p["jitter"].device
+    op = torch.where(p["jitter"].unsqueeze(1), p["order"], -1)
+    bri, con, sat = (p[k].unsqueeze(1).to(dtype) for k in ("brightness", "contrast", "saturation"))
+    one = torch.ones((), dtype=dtype, device=device)
+    zero = torch.zeros((), dtype=dtype, device=device)
+    alpha = torch.where(op == 0, bri, torch.where(op == 1, con, torch.where(op == 2, sat, one)))
+    beta = torch.where(op == 2, 1.0 - sat, zero)
+    luma_w = torch.tensor(LUMA, device=device, dtype=dtype)
+    eye = torch.eye(3, device=device, dtype=dtype)
+    return {"jit_op": op, "jit_gamma": torch.where(op == 1, 1.0 - con, zero),
+            "jit_mats": alpha[..., None, None] * eye + beta[..., None, None] * luma_w.expand(3, 3)}
+
+
+def _colour_jitter(x: Tensor, p: dict[str, Tensor], hue: bool) -> Tensor:
+    """torchvision's ColorJitter on a float batch, each image's four operations in its own order: per
+    position one batched colour-matrix product over all images (:func:`_jitter_plan`), then the hue rotation
+    of the images whose operation there is the hue."""
+    n, c, h, w = x.shape
+    luma_w = torch.tensor(LUMA, device=x.device, dtype=x.dtype)
+    flat = x.reshape(n, c, h * w)
     for k in range(4):
-        op = torch.where(p["jitter"], p["order"][:, k], -1)
-        alpha = torch.where(op == 0, p["brightness"],
-                            torch.where(op == 1, p["contrast"], torch.where(op == 2, p["saturation"], one)))
-        beta = torch.where(op == 2, 1 - p["saturation"], zero).view(-1, 1, 1, 1)
-        gamma = torch.where(op == 1, 1 - p["contrast"], zero).view(-1, 1, 1, 1)
-        luma = _gray(x)
-        x = (alpha.view(-1, 1, 1, 1) * x + beta * luma + gamma * luma.mean((1, 2, 3), keepdim=True)).clamp_(0, 1)
+        offset = (p["jit_gamma"][:, k] * (flat.mean(2) @ luma_w)).view(n, 1, 1)
+        flat = torch.baddbmm(offset, p["jit_mats"][:, k], flat).clamp_(0.0, 1.0)
         if hue:
-            sel = torch.nonzero(op == 3).flatten()
+            sel = torch.nonzero(p["jit_op"][:, k] == 3).flatten()
             if sel.numel():
-                x[sel] = _adjust_hue(x[sel], p["hue"][sel])
-    return x
+                flat[sel] = _adjust_hue(flat[sel].view(-1, c, h, w), p["hue"][sel]).view(-1, c, h * w)
+    return flat.view(n, c, h, w)
 
 
 def _crop_matrices(c: Tensor, w: Tensor, size: int, length: int, interpolation: str) -> Tensor:
@@ -313,14 +334,22 @@ class BatchAugment:
     def apply(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         """Apply sampled parameters ``p`` to a uint8 (N, 3, H, W) batch.
 
-        On a CPU the batch goes through in chunks of ``CPU_CHUNK`` images, so that the ~30 element-wise
-        passes of one chunk stay in the core's cache (measured faster than whole-batch passes through
-        memory); every operation is per image, so the result is the same.
+        The per-image matrices (crop, colour jitter, grayscale) are built once for the batch; on a CPU the
+        images then go through in chunks of ``CPU_CHUNK``, so that the element-wise passes over one chunk
+        stay in the core's cache (measured faster than whole-batch passes through memory). Every operation
+        is per image, so the result does not depend on the chunking (tested).
         """
-        n = x.shape[0]
+        cfg = self.cfg
+        n, _, h, w = x.shape
+        p = dict(p)
+        p["rows"] = _crop_matrices(p["cy"], p["ch"], cfg.size, h, cfg.interpolation).div_(255.0)  # (N, S, H)
+        p["cols"] = _crop_matrices(p["cx"], p["cw"] * torch.where(p["flip"], -1.0, 1.0), cfg.size, w,
+                                   cfg.interpolation)  # (N, S, W); a negative width flips
+        if bool(p["jitter"].any()):
+            p.update(_jitter_plan(p))
         if x.device.type != "cpu" or n <= self.CPU_CHUNK:
             return self._apply(x, p)
-        out = torch.empty(n, 3, self.cfg.size, self.cfg.size)
+        out = torch.empty(n, 3, cfg.size, cfg.size)
         for i in range(0, n, self.CPU_CHUNK):
             part = slice(i, i + self.CPU_CHUNK)
             out[part] = self._apply(x[part], {k: v[part] for k, v in p.items()})
@@ -328,29 +357,25 @@ class BatchAugment:
 
     def _apply(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         cfg = self.cfg
-        x = x.float().div_(255.0)
-        # RandomResizedCrop (+ horizontal flip folded into the sampling grid)
-        _, _, h, w = x.shape
-        sx = p["cw"] * torch.where(p["flip"], -1.0, 1.0)
-        rows = _crop_matrices(p["cy"], p["ch"], cfg.size, h, cfg.interpolation)  # (N, S, H)
-        cols = _crop_matrices(p["cx"], sx, cfg.size, w, cfg.interpolation)  # (N, S, W)
-        x = torch.einsum("nsh,nchw,ntw->ncst", rows, x, cols).clamp_(0, 1)
+        # RandomResizedCrop (+ horizontal flip; the rows matrix also carries the 1/255): two small matrix
+        # products per image
+        x = torch.einsum("nsh,nchw,ntw->ncst", p["rows"], x.float(), p["cols"]).clamp_(0, 1)
         # colour jitter, operations in a per-image random order
-        if bool(p["jitter"].any()):
+        if "jit_op" in p:
             x = _colour_jitter(x, p, hue=cfg.hue > 0)
-        gray = p["gray"]
-        if bool(gray.any()):
-            x = torch.where(gray.view(-1, 1, 1, 1), _gray(x).expand(-1, 3, -1, -1), x)
-        blur = p["blur"]
-        if bool(blur.any()):
-            sel = torch.nonzero(blur).flatten()
+        sel = torch.nonzero(p["gray"]).flatten()
+        if sel.numel():
+            x[sel] = _gray(x[sel]).expand(-1, 3, -1, -1)
+        sel = torch.nonzero(p["blur"]).flatten()
+        if sel.numel():
             x[sel] = _gaussian_blur(x[sel], p["sigma"][sel], max(cfg.blur_sigma))
-        sol = p["solarize"]
-        if bool(sol.any()):
-            x = torch.where(sol.view(-1, 1, 1, 1) & (x >= cfg.solarize_threshold - 1e-5), 1.0 - x, x)
-        mean = torch.as_tensor(cfg.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.as_tensor(cfg.std, device=x.device).view(1, -1, 1, 1)
-        return (x - mean) / std
+        sel = torch.nonzero(p["solarize"]).flatten()
+        if sel.numel():
+            xs = x[sel]
+            x[sel] = torch.where(xs >= cfg.solarize_threshold - 1e-5, 1.0 - xs, xs)
+        scale = 1.0 / torch.as_tensor(cfg.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        shift = -torch.as_tensor(cfg.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1) * scale
+        return torch.addcmul(shift, x, scale)  # (x − mean) / std in one pass
 
 
 def normalise_batch(images: Tensor, mean: Sequence[float], std: Sequence[float], size: int | None = None) -> Tensor:
