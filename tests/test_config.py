@@ -128,3 +128,14 @@ def test_missing_profile_is_one_line_without_traceback(command: list[str]) -> No
     done = run([*command, "config/nope.yaml"], REPO, check=False)
     assert done.returncode == 1
     assert done.stderr.strip() == "config profile config/nope.yaml does not exist"
+
+
+def test_merge_settings_merges_nested_overrides_without_touching_the_defaults():
+    from ldm.pipeline.config import merge_settings
+
+    base = {"optim": {"lr": 0.1, "epochs": 5}, "model": {"width": 1.0}}
+    out = merge_settings(base, {"optim": {"lr": 0.3}, "seed": 2})
+    assert out == {"optim": {"lr": 0.3, "epochs": 5}, "model": {"width": 1.0}, "seed": 2}
+    out["optim"]["epochs"] = 9
+    assert base["optim"] == {"lr": 0.1, "epochs": 5}  # a copy, not a view
+    assert merge_settings(base, None) == base

@@ -159,6 +159,15 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def merge_settings(base: Mapping[str, Any], over: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``, recursively for nested mappings (a profile's defaults and
+    per-run overrides; the experiments' schemas validate the keys)."""
+    out = copy.deepcopy(dict(base))
+    for k, v in (over or {}).items():
+        out[k] = merge_settings(out[k], v) if isinstance(out.get(k), Mapping) and isinstance(v, Mapping) else copy.deepcopy(v)
+    return out
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     """Short md5 of the canonical JSON form of a (validated) config, used to tag runs."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()

@@ -374,7 +374,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     import yaml
 
     from ldm.data.image_datasets import load_images
-    from ldm.experiments.images.stages import _merge as merge_free, run_overrides
+    from ldm.experiments.images.stages import run_overrides
+    from ldm.pipeline.config import merge_settings as merge_free
     from ldm.training.device import Device
     from ldm.training.distributed import init_from_env
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ldm.pipeline.config import merge_settings
 from ldm.pipeline.stages import Job, stage
 
 EXPERIMENT = "categorical"
@@ -63,19 +64,12 @@ def _summary_settings(config: Mapping[str, Any], wc: Mapping[str, str]) -> dict[
             "seeds": list(section.get("seeds", [1]))}
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(out.get(k), Mapping) and isinstance(v, Mapping) else v
-    return out
-
-
 def resolved_run(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The full run config (:func:`ldm.training.categorical.resolve_run`) of a run's settings; errors name
     the config key."""
     from ldm.training.categorical import resolve_run
 
-    over = _merge(settings["defaults"], settings["overrides"])
+    over = merge_settings(settings["defaults"], settings["overrides"])
     if isinstance(settings["overrides"].get("encoder"), Mapping):
         over["encoder"] = dict(settings["overrides"]["encoder"])  # a run's encoder replaces the default's
     over["seed"] = int(settings["seed"])

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ldm.pipeline.config import merge_settings
 from ldm.pipeline.stages import Job, stage
 
 EXPERIMENT = "identifiability"
@@ -85,18 +86,11 @@ def _summary_settings(config: Mapping[str, Any], wc: Mapping[str, str]) -> dict[
     return {"profile": config["profile"], "runs": sorted(section["runs"]), "seeds": list(section.get("seeds", [1]))}
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(out.get(k), Mapping) and isinstance(v, Mapping) else v
-    return out
-
-
 def resolved_run(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The full run config (:func:`ldm.training.identifiability.resolve_config`) of a run's settings."""
     from ldm.training.identifiability import resolve_config
 
-    over = _merge(settings["defaults"], settings["overrides"])
+    over = merge_settings(settings["defaults"], settings["overrides"])
     return resolve_config({**over, "progress": False}, seed=int(settings["seed"]))
 
 

@@ -10,11 +10,11 @@ Glue only: training in :mod:`ldm.training.images`, probes and diagnostics in
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ldm.pipeline.config import merge_settings
 from ldm.pipeline.stages import Job, stage
 
 EXPERIMENT = "images"
@@ -25,18 +25,11 @@ def _section(config: Mapping[str, Any]) -> Mapping[str, Any]:
     return config["images"]
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(out.get(k), Mapping) and isinstance(v, Mapping) else copy.deepcopy(v)
-    return out
-
-
 def run_overrides(section: Mapping[str, Any], dataset: str, row: str | None = None) -> dict[str, Any]:
     """``images.defaults`` <- ``images.dataset_overrides.<dataset>`` <- ``images.row_overrides.<row>``."""
-    over = _merge(section.get("defaults") or {}, (section.get("dataset_overrides") or {}).get(dataset, {}))
+    over = merge_settings(section.get("defaults") or {}, (section.get("dataset_overrides") or {}).get(dataset, {}))
     if row is not None:
-        over = _merge(over, (section.get("row_overrides") or {}).get(row, {}))
+        over = merge_settings(over, (section.get("row_overrides") or {}).get(row, {}))
     return over
 
 
