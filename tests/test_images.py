@@ -152,6 +152,21 @@ def test_cpu_chunking_gives_the_whole_batch_result():
     assert torch.allclose(chunked, whole, atol=1e-6)
 
 
+def test_augment_writes_into_a_given_output():
+    """``out=`` (e.g. a shared-memory block in a DataLoader worker) receives exactly the returned views, on the
+    chunked and the whole-batch path; a wrong destination is refused with its shape named."""
+    aug = BatchAugment(pipeline_config("vicreg", size=16))
+    x = _images(n=70)
+    ref = aug(x, torch.Generator().manual_seed(4))
+    for chunk in (16, 1000):
+        aug.CPU_CHUNK = chunk
+        out = torch.full((70, 3, 16, 16), float("nan")).share_memory_()
+        got = aug(x, torch.Generator().manual_seed(4), out=out)
+        assert got.data_ptr() == out.data_ptr() and torch.allclose(out, ref, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(70, 3, 16, 16\)"):
+        aug(x, torch.Generator().manual_seed(4), out=torch.empty(70, 3, 32, 32))
+
+
 def test_crop_scale_respected():
     aug = BatchAugment(AugmentConfig(scale=(0.2, 0.3)))
     p = aug.sample(2000, 32, 32, torch.Generator().manual_seed(0))
@@ -385,7 +400,7 @@ def test_ddp_gather_with_gradient_matches_one_process(tmp_path):
         net = _net()
         loss, _ = build_objective({**oc, "float_parts": False})(net(x1), net(x2))
         loss.backward()
-        assert abs(float(loss) - ddp_loss) < 1e-5, oc
+        assert abs(float(loss.detach()) - ddp_loss) < 1e-5, oc
         for p, g in zip(net.parameters(), ddp_grads):
             assert torch.allclose(p.grad, g, atol=1e-5), oc
 
