@@ -88,7 +88,7 @@ class _BatchViews(torch.utils.data.Dataset):
 def _loader_rate(ds, threads: int, batch_size) -> float:
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=threads)
     it = iter(loader)
-    first = next(it)  # workers started
+    next(it)  # workers started
     t0 = time.perf_counter()
     n = 0
     for v1, _ in it:

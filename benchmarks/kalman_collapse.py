@@ -31,13 +31,13 @@ def main() -> None:
     torch.set_num_threads(1)
     from ldm.data.videos import VideoConfig, write_dataset
     from ldm.experiments.kalman.settings import kalman_section, resolve_run
-    from ldm.models.kalman_defaults import deep_merge
+    from ldm.pipeline.config import merge_settings
     from ldm.training.kalman import train
 
     section = kalman_section(yaml.safe_load(open(a.config)))
     cfg = resolve_run(section, a.run, a.seed)
-    cfg = deep_merge(cfg, json.loads(a.override))
-    cfg["data"] = deep_merge(cfg["data"], json.loads(a.dataset))
+    cfg = merge_settings(cfg, json.loads(a.override))
+    cfg["data"] = merge_settings(cfg["data"], json.loads(a.dataset))
     if a.epochs:
         cfg["optim"]["epochs"] = a.epochs
     cfg["grad_cos_every"] = 0

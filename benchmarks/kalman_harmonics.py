@@ -39,7 +39,7 @@ def main() -> None:
     from ldm.evaluation.kalman import evaluate
     from ldm.evaluation.rotation import rotation_angles_deg
     from ldm.experiments.kalman.settings import expand_generalisation, resolve_run
-    from ldm.models.kalman_defaults import deep_merge
+    from ldm.pipeline.config import merge_settings
     from ldm.training import kalman
 
     torch.set_num_threads(1)
@@ -51,7 +51,7 @@ def main() -> None:
             gen = section["generalisation"]
             gen["seed"] = a.gen_seed
             gen.pop("size_by_harmonics", None)
-            gen["run"] = deep_merge(deep_merge(gen.get("run", {}), {"model": {"state_dim": S, "latent_dim": L}}),
+            gen["run"] = merge_settings(merge_settings(gen.get("run", {}), {"model": {"state_dim": S, "latent_dim": L}}),
                                     json.loads(a.override))
             sec = expand_generalisation(section)
             name = next(r for r in sec["runs"] if r.startswith(f"gen{a.motion}_"))

@@ -49,9 +49,9 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from ldm.data.image_datasets import load_images
-    from ldm.evaluation import image_probes as ip
     from ldm.evaluation.images import probe_network
-    from ldm.experiments.images.stages import EVAL_DEFAULTS, _merge, run_overrides
+    from ldm.experiments.images.stages import EVAL_DEFAULTS
+    from ldm.pipeline.config import layered_settings, merge_settings
     from ldm.training import images as ti
 
     section = yaml.safe_load(Path(args.config).read_text())["images"]
@@ -61,9 +61,9 @@ def main() -> None:
     variants = {**VARIANTS, **json.loads(args.extra)}
     rows = []
     for seed, name in [(s, n) for n in ["random_init"] + args.variants for s in args.seeds]:
-        over = _merge(run_overrides(section, "cifar10", args.row), {"optim": {"epochs": args.epochs}})
-        over = _merge(over, json.loads(args.set))
-        over = _merge(over, variants.get(name, {}))
+        over = merge_settings(layered_settings(section, dataset="cifar10", row=args.row), {"optim": {"epochs": args.epochs}})
+        over = merge_settings(over, json.loads(args.set))
+        over = merge_settings(over, variants.get(name, {}))
         cfg = ti.resolve_run(args.row, "cifar10", over, seed=seed)
         t0 = time.perf_counter()
         epochs: list[dict] = []

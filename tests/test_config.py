@@ -139,3 +139,31 @@ def test_merge_settings_merges_nested_overrides_without_touching_the_defaults():
     out["optim"]["epochs"] = 9
     assert base["optim"] == {"lr": 0.1, "epochs": 5}  # a copy, not a view
     assert merge_settings(base, None) == base
+
+
+def test_strict_merge_names_the_unknown_key_by_its_path_and_shallow_keys_merge_one_level():
+    from ldm.pipeline.config import merge_settings
+
+    base = {"optim": {"lr": 0.1, "sched": {"warmup": 10}}, "augment": {"hue": 0.1}}
+    with pytest.raises(KeyError, match=r"run: unknown key 'optim.sched.warmpu'; known: \['warmup'\]"):
+        merge_settings(base, {"optim": {"sched": {"warmpu": 5}}}, "run")
+    with pytest.raises(TypeError, match=r"run: 'optim' must be a mapping"):
+        merge_settings(base, {"optim": 0.3}, "run")
+    # a shallow key takes new sub-keys (its own schema checks them) and keeps the others
+    out = merge_settings(base, {"augment": {"size": 16}}, "run", shallow=("augment",))
+    assert out["augment"] == {"hue": 0.1, "size": 16}
+    with pytest.raises(KeyError, match="unknown key 'augment.size'"):
+        merge_settings(base, {"augment": {"size": 16}}, "run")
+    assert merge_settings(base, {"new": 1}) == {**base, "new": 1}  # not strict: anything goes
+
+
+def test_layered_settings_apply_the_levels_in_order():
+    from ldm.pipeline.config import layered_settings
+
+    section = {"defaults": {"optim": {"lr": 0.1, "epochs": 5}},
+               "dataset_overrides": {"svhn": {"optim": {"lr": 0.2}}},
+               "row_overrides": {"plane_kde": {"optim": {"lr": 0.3, "epochs": 7}}}}
+    assert layered_settings(section, dataset="svhn") == {"optim": {"lr": 0.2, "epochs": 5}}
+    assert layered_settings(section, dataset="svhn", row="plane_kde") == {"optim": {"lr": 0.3, "epochs": 7}}
+    assert layered_settings(section, dataset="cifar10", row=None) == {"optim": {"lr": 0.1, "epochs": 5}}
+    assert layered_settings({}, dataset="svhn") == {}

@@ -10,7 +10,6 @@ import socket
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ldm.data.image_transforms import AugmentConfig, BatchAugment, pipeline_config
 from ldm.evaluation import image_probes as ip

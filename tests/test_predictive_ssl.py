@@ -15,6 +15,7 @@ from ldm.data.videos import VideoConfig, write_dataset
 from ldm.evaluation import kalman as kalman_eval
 from ldm.evaluation import rotation
 from ldm.experiments.kalman import settings as kset
+from ldm.pipeline.config import merge_settings
 from ldm.experiments.kalman import stages as kstages
 from ldm.models import kalman_ssl
 from ldm.objectives.entropy import gaussian_cross_entropy, knn_entropy
@@ -89,7 +90,7 @@ def data_dirs(tmp_path_factory):
 
 
 def _model_and_batch(loss="knn", seed=0, **model):
-    cfg = ps.deep_merge(ps.DEFAULTS, {"loss": loss, "model": {"state_dim": 4, "latent_dim": 2, **model}})
+    cfg = merge_settings(ps.DEFAULTS, {"loss": loss, "model": {"state_dim": 4, "latent_dim": 2, **model}})
     m = ps.KalmanSSL(cfg["model"], seed=seed)
     g = torch.Generator().manual_seed(1)
     frames = torch.randn(4, 15, 100, generator=g)
@@ -388,7 +389,7 @@ def test_kalman_nll_is_scale_covariant_so_shrinking_is_a_descent_direction():
 
 @pytest.mark.parametrize("norm", ["whiten", "batch"])
 def test_encoding_norm_removes_the_scale_direction(norm):
-    cfg = ps.deep_merge(ps.DEFAULTS, {"loss": "stopgrad", "model": {"state_dim": 4, "latent_dim": 2, "encoding_norm": norm}})
+    cfg = merge_settings(ps.DEFAULTS, {"loss": "stopgrad", "model": {"state_dim": 4, "latent_dim": 2, "encoding_norm": norm}})
     m = ps.KalmanSSL(cfg["model"], seed=0, loss="stopgrad")
     assert m.encoder.norm is not None
     x = torch.randn(4, 15, 100, generator=torch.Generator().manual_seed(0))
@@ -407,7 +408,7 @@ def test_encoding_norm_removes_the_scale_direction(norm):
 
 
 def test_auto_norm_and_bad_norm():
-    cfg = ps.deep_merge(ps.DEFAULTS, {"model": {"state_dim": 4, "latent_dim": 2}})
+    cfg = merge_settings(ps.DEFAULTS, {"model": {"state_dim": 4, "latent_dim": 2}})
     assert isinstance(ps.KalmanSSL(cfg["model"], seed=0, loss="stopgrad").encoder.norm, kalman_ssl.BatchWhitening)
     assert ps.KalmanSSL(cfg["model"], seed=0, loss="knn").encoder.norm is None
     with pytest.raises(ValueError, match="encoding_norm"):
@@ -421,7 +422,7 @@ def test_auto_norm_and_bad_norm():
 def test_encoding_norm_auto_resolves_by_loss():
     assert kx.resolve_run(TINY_SECTION, "sg", 1)["model"]["encoding_norm"] == "whiten"
     assert kx.resolve_run(TINY_SECTION, "knn", 1)["model"]["encoding_norm"] == "none"
-    sec = ps.deep_merge(TINY_SECTION, {"runs": {"sg": {"model": {"encoding_norm": "none"}}}})
+    sec = merge_settings(TINY_SECTION, {"runs": {"sg": {"model": {"encoding_norm": "none"}}}})
     assert kx.resolve_run(sec, "sg", 1)["model"]["encoding_norm"] == "none"
 
 

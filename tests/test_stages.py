@@ -4,7 +4,6 @@ the provenance hash that guards checkpoint resumption."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest

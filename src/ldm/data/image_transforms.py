@@ -62,7 +62,7 @@ def preprocess_images(
 # Batched two-view augmentation on the training device (paper App. B; images.md §3)
 # ==============================================================================================
 
-from dataclasses import dataclass, field, asdict  # noqa: E402
+from dataclasses import dataclass, asdict  # noqa: E402
 
 #: Normalisation constants (images.md §3). CIFAR-100 uses its own statistics for training *and* test here
 #: (the official code normalised the CIFAR-100 test set with CIFAR-10's constants, §7).

@@ -6,8 +6,7 @@ The one source of these defaults: configs override any of them (``kalman.default
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Mapping
+from typing import Any
 
 LOSSES = ("knn", "stopgrad", "infonce")
 
@@ -50,14 +49,3 @@ DEFAULTS: dict[str, Any] = {
     "eval_batch": 256,
     "paper_probe_video": 2,  # the notebook's single test video
 }
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Recursively merge ``override`` into a copy of ``base``."""
-    out = copy.deepcopy(dict(base))
-    for k, v in (override or {}).items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out

@@ -30,7 +30,8 @@ from ldm.objectives.entropy import gaussian_cross_entropy
 from ldm.objectives.latent_models import PredictiveGaussianModel
 from ldm.objectives.objective import KNN, PredictiveObjective, info_nce
 
-from ldm.models.kalman_defaults import DEFAULTS, LOSSES, deep_merge
+from ldm.models.kalman_defaults import DEFAULTS, LOSSES
+from ldm.pipeline.config import merge_settings
 from ldm.models.normalisation import BatchWhitening  # noqa: F401  (moved to a shared module; re-exported)
 
 
@@ -74,7 +75,7 @@ class KalmanSSL(nn.Module):
 
     def __init__(self, model_cfg: Mapping[str, Any], seed: int = 0, loss: Optional[str] = None) -> None:
         super().__init__()
-        cfg = deep_merge(DEFAULTS["model"], model_cfg)
+        cfg = merge_settings(DEFAULTS["model"], model_cfg)
         if cfg.get("encoding_norm") == "auto":  # the stopgrad loss needs the scale fixed (see Encoder)
             cfg["encoding_norm"] = "whiten" if loss == "stopgrad" else "none"
         self.cfg = cfg

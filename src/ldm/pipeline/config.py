@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,13 +159,40 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def merge_settings(base: Mapping[str, Any], over: Mapping[str, Any] | None) -> dict[str, Any]:
+def merge_settings(base: Mapping[str, Any], over: Mapping[str, Any] | None, strict: str | None = None,
+                   shallow: Collection[str] = (), _path: str = "") -> dict[str, Any]:
     """``over`` merged into a copy of ``base``, recursively for nested mappings (a profile's defaults and
-    per-run overrides; the experiments' schemas validate the keys)."""
+    per-run overrides; the one merge of every experiment).
+
+    ``strict`` (a label that starts the message) checks ``over`` against ``base``: a key that ``base`` lacks
+    raises a KeyError naming its dotted path and the known keys, a non-mapping over a mapping a TypeError.
+    The mappings under a key in ``shallow`` are updated one level only (their own schema checks them).
+    """
     out = copy.deepcopy(dict(base))
     for k, v in (over or {}).items():
-        out[k] = merge_settings(out[k], v) if isinstance(out.get(k), Mapping) and isinstance(v, Mapping) else copy.deepcopy(v)
+        path = _path + str(k)
+        if strict is not None and k not in out:
+            raise KeyError(f"{strict}: unknown key {path!r}; known: {sorted(out)}")
+        if isinstance(out.get(k), Mapping) and isinstance(v, Mapping):
+            out[k] = ({**out[k], **copy.deepcopy(dict(v))} if k in shallow
+                      else merge_settings(out[k], v, strict, shallow, path + "."))
+        elif strict is not None and isinstance(out.get(k), Mapping):
+            raise TypeError(f"{strict}: {path!r} must be a mapping (keys {sorted(out[k])}), got {v!r}")
+        else:
+            out[k] = copy.deepcopy(v)
     return out
+
+
+def layered_settings(section: Mapping[str, Any], **levels: str | None) -> dict[str, Any]:
+    """A run's overrides from an experiment's config section: ``defaults`` ← ``<level>_overrides.<value>`` for
+    each level in the order given (e.g. ``dataset=`` then ``row=``: ``images.defaults`` ←
+    ``images.dataset_overrides.<dataset>`` ← ``images.row_overrides.<row>``); a level whose value is None is
+    skipped."""
+    over = merge_settings(section.get("defaults") or {}, None)
+    for level, value in levels.items():
+        if value is not None:
+            over = merge_settings(over, (section.get(f"{level}_overrides") or {}).get(value, {}))
+    return over
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

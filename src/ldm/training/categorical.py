@@ -16,7 +16,6 @@ comes from :class:`ldm.objectives.categorical.CategoricalAnnealing`; the pairs o
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -29,6 +28,7 @@ from ldm.data.pairs import SameClassPairs
 from ldm.evaluation.clustering import clustering_report
 from ldm.models.categorical import CategoricalEncoder, build_backbone
 from ldm.objectives.registry import CATEGORICAL_RUNS, build_objective
+from ldm.pipeline.config import merge_settings
 from ldm.pipeline.io import save_torch, write_json
 from ldm.objectives.objective import CategoricalObjective
 from ldm.training.device import Device
@@ -97,20 +97,13 @@ PAPER_RUNS: dict[str, dict[str, Any]] = {
 PAPER_ACCURACY: dict[str, float] = {"dm": 0.989, "dm_mi": 0.892, "dm_mi_p08": 0.989, "mi": 0.699}
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
-    return out
-
-
 def resolve_run(overrides: Mapping[str, Any] | None = None, where: str = "categorical run") -> dict[str, Any]:
     """RUN_DEFAULTS ← overrides, validated; errors name the key (prefixed by ``where``)."""
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(RUN_DEFAULTS))
     if unknown:
         raise KeyError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(RUN_DEFAULTS)}")
-    cfg = _merge(RUN_DEFAULTS, overrides)
+    cfg = merge_settings(RUN_DEFAULTS, overrides)
     if isinstance(overrides.get("encoder"), Mapping) and "name" in overrides["encoder"] \
             and overrides["encoder"]["name"] != RUN_DEFAULTS["encoder"]["name"]:
         cfg["encoder"] = dict(overrides["encoder"])  # another backbone: don't inherit resnet options

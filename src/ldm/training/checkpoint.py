@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -94,6 +94,20 @@ def load_checkpoint(
     if restore_rng:
         set_rng_state(state["rng"])
     return {k: state[k] for k in ("step", "epoch", "history", "extra")}
+
+
+def load_trained_run(run_dir: Path | str, build: Callable[[dict[str, Any]], torch.nn.Module],
+                     experiment: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model that :func:`save_trained_run` wrote to ``run_dir/model.pt``, rebuilt by ``build(config)`` on
+    the CPU in eval mode, and its resolved config; a missing file is named with the stage that makes it."""
+    path = Path(run_dir) / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{experiment}: no trained model at {path} (run the train stage first)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = state["config"]
+    model = build(cfg)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg
 
 
 def save_trained_run(out_dir: Path | str, model: torch.nn.Module, config: dict[str, Any], history: dict[str, Any],

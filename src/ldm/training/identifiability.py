@@ -42,6 +42,8 @@ from ldm.evaluation.probes import r2_score
 from ldm.objectives.predictive_losses import (
     LOSS_DEFAULTS, LOSSES, build_objective, predictive_loss, separate_predictor_stopgrad_loss,
 )
+from ldm.pipeline.config import merge_settings
+from ldm.training.checkpoint import load_trained_run
 from ldm.training.loop import discard_stale_checkpoint, fit
 
 #: Defaults = the official knn/kde/logdet config with the paper's encoder (10 × 200).
@@ -125,27 +127,13 @@ LOSS_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def deep_merge(base: Mapping[str, Any], over: Optional[Mapping[str, Any]], path: str = "") -> dict[str, Any]:
-    """Recursive merge; keys not in ``base`` raise an error naming them (``loss_settings`` is checked by the
-    loss builder)."""
-    out = copy.deepcopy(dict(base))
-    for k, v in (over or {}).items():
-        if k not in out:
-            raise KeyError(f"identifiability: unknown config key {path + k!r}; known: {sorted(out)}")
-        if isinstance(out[k], Mapping) and isinstance(v, Mapping):
-            out[k] = deep_merge(out[k], v, f"{path}{k}.")
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def resolve_config(overrides: Optional[Mapping[str, Any]] = None, seed: int = 1) -> dict[str, Any]:
     """Run config: DEFAULTS ← LOSS_PRESETS[loss] ← overrides, plus ``seed``."""
     over = dict(overrides or {})
     loss = over.get("loss", DEFAULTS["loss"])
     if loss not in LOSSES:
         raise ValueError(f"identifiability: loss must be one of {list(LOSSES)}, got {loss!r}")
-    cfg = deep_merge(deep_merge(DEFAULTS, LOSS_PRESETS[loss]), over)
+    cfg = merge_settings(merge_settings(DEFAULTS, LOSS_PRESETS[loss], "identifiability"), over, "identifiability")
     if cfg["optim"]["scheduler"] not in ("linear", "warmup_cosine", "none"):
         raise ValueError(f"identifiability: optim.scheduler must be linear | warmup_cosine | none, "
                          f"got {cfg['optim']['scheduler']!r}")
@@ -476,15 +464,9 @@ def train(cfg: Mapping[str, Any], data_dir: Path | str, out_dir: Path | str,
 
 def load_model(run_dir: Path | str, input_dim: int, target_dim: int) -> tuple[PredictiveLDM, dict[str, Any]]:
     """The trained model of ``run_dir/model.pt`` (on CPU) and its config."""
-    path = Path(run_dir) / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"identifiability: no trained model at {path} (run train first)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = state["config"]
-    model = PredictiveLDM(cfg["model"], input_dim, target_dim, int(cfg["seed"]), cfg["loss"])
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, cfg
+    return load_trained_run(
+        run_dir, lambda cfg: PredictiveLDM(cfg["model"], input_dim, target_dim, int(cfg["seed"]), cfg["loss"]),
+        "identifiability")
 
 
 # --------------------------------------------------------------------------------------------------

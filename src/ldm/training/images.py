@@ -16,9 +16,7 @@ VICReg2, sphere LogDet Taylor ρ⁴ with pooled covariance).
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ldm.pipeline.config import layered_settings, merge_settings
 
 log = logging.getLogger("ldm")
 
@@ -73,20 +73,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any], where: str = "") -> dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for k, v in over.items():
-        if k not in out and where != "free":
-            raise KeyError(f"images run config: unknown key {where + k!r}; known: {sorted(out)}")
-        if isinstance(out.get(k), Mapping) and isinstance(v, Mapping) and k not in ("augment", "objective"):
-            out[k] = _merge(out[k], v, f"{where}{k}.")
-        elif isinstance(out.get(k), Mapping) and isinstance(v, Mapping):
-            out[k] = {**out[k], **v}
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def resolve_run(row: str, dataset: str, overrides: Mapping[str, Any] | None = None, seed: int = 1) -> dict[str, Any]:
     """Full run config of ``row`` on ``dataset``: DEFAULTS ← overrides, plus the row's objective
     (Table A1 + dataset precision overrides), pipeline and projector."""
@@ -94,7 +80,7 @@ def resolve_run(row: str, dataset: str, overrides: Mapping[str, Any] | None = No
 
     if row not in ROWS:
         raise KeyError(f"images: unknown row {row!r}; known rows: {sorted(ROWS)}")
-    cfg = _merge(DEFAULTS, overrides or {})
+    cfg = merge_settings(DEFAULTS, overrides, "images run config", shallow=("augment", "objective"))
     spec = ROWS[row]
     if cfg["variant"] not in ("paper", "official"):
         raise ValueError(f"images.variant must be 'paper' or 'official', got {cfg['variant']!r}")
@@ -374,8 +360,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     import yaml
 
     from ldm.data.image_datasets import load_images
-    from ldm.experiments.images.stages import run_overrides
-    from ldm.pipeline.config import merge_settings as merge_free
     from ldm.training.device import Device
     from ldm.training.distributed import init_from_env
 
@@ -390,7 +374,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     profile = yaml.safe_load(Path(args.config).read_text())
-    over = merge_free(run_overrides(profile.get("images") or {}, args.dataset, args.row), json.loads(args.set))
+    over = merge_settings(layered_settings(profile.get("images") or {}, dataset=args.dataset, row=args.row),
+                          json.loads(args.set))
     rank, size = init_from_env()
     compute = dict(profile.get("compute") or {})
     if compute.get("device", "auto") != "cpu" and torch.cuda.is_available():

@@ -14,10 +14,11 @@ import torch
 from ldm.data.videos import VideoConfig, load_npz, render_clean
 from ldm.evaluation import probes
 from ldm.evaluation.rotation import dominant_rotation_deg, rotation_angles_deg
-from ldm.models.kalman_defaults import DEFAULTS, deep_merge
+from ldm.models.kalman_defaults import DEFAULTS
+from ldm.pipeline.config import merge_settings
 from ldm.models.kalman_ssl import KalmanSSL, gradient_cosine, kalman_nll, training_loss
 from ldm.pipeline.io import write_json
-from ldm.training.checkpoint import save_trained_run
+from ldm.training.checkpoint import load_trained_run, save_trained_run
 from ldm.training.device import Device
 from ldm.training.loop import discard_stale_checkpoint, fit
 from ldm.training.optim import build_optimizer, build_scheduler
@@ -168,7 +169,7 @@ def train(cfg: Mapping[str, Any], videos_dir: Path | str, out_dir: Path | str,
     torch.set_num_threads(int(threads))
     device = device or Device.from_settings({"device": "cpu"})
     seed = int(cfg["seed"])
-    optim_cfg = deep_merge(DEFAULTS["optim"], cfg.get("optim"))
+    optim_cfg = merge_settings(DEFAULTS["optim"], cfg.get("optim"))
     train_set = VideoTensors(videos_dir / "train.npz", bool(cfg.get("fresh_noise", True)), cfg["data"])
     test_set = VideoTensors(videos_dir / "test.npz", False, cfg["data"])
     B = int(optim_cfg["batch_size"])
@@ -295,13 +296,6 @@ def train(cfg: Mapping[str, Any], videos_dir: Path | str, out_dir: Path | str,
 
 def load_model(run_dir: Path | str) -> tuple[KalmanSSL, dict[str, Any]]:
     """Load ``run_dir/model.pt`` (written at the end of :func:`train`)."""
-    path = Path(run_dir) / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"kalman: no trained model at {path} (run the train stage first)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = state["config"]
-    model = KalmanSSL(cfg["model"], seed=int(cfg["seed"]), loss=cfg.get("loss"))
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, cfg
+    return load_trained_run(run_dir, lambda cfg: KalmanSSL(cfg["model"], seed=int(cfg["seed"]), loss=cfg.get("loss")),
+                            "kalman")
 

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from ldm.data.spike_windows import SpikeSeries, WindowSampler, load_spike_series, time_split, transform_counts
-from ldm.models.kalman_defaults import DEFAULTS, deep_merge
+from ldm.models.kalman_defaults import DEFAULTS
+from ldm.pipeline.config import merge_settings
 from ldm.models.kalman_ssl import KalmanSSL, kalman_nll, ssl_loss
 from ldm.pipeline.io import write_json
-from ldm.training.checkpoint import save_trained_run
+from ldm.training.checkpoint import load_trained_run, save_trained_run
 from ldm.training.device import Device
 from ldm.training.loop import discard_stale_checkpoint, fit
 from ldm.training.optim import build_optimizer, build_scheduler
@@ -33,11 +34,11 @@ DATA_DEFAULTS: dict[str, Any] = {"n_units": 120, "window": 400, "windows_per_epo
 
 def resolve(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Kalman DEFAULTS <- cfg (model/loss/knn/optim) with ``data`` filled from :data:`DATA_DEFAULTS`."""
-    out = deep_merge({k: DEFAULTS[k] for k in ("model", "loss", "knn", "optim")}, {k: v for k, v in cfg.items() if k != "data"})
+    out = merge_settings({k: DEFAULTS[k] for k in ("model", "loss", "knn", "optim")}, {k: v for k, v in cfg.items() if k != "data"})
     for k, v in cfg.items():
         if k not in out:
             out[k] = v
-    out["data"] = deep_merge(DATA_DEFAULTS, cfg.get("data"))
+    out["data"] = merge_settings(DATA_DEFAULTS, cfg.get("data"))
     out["model"]["input_dim"] = int(out["data"]["n_units"])
     return out
 
@@ -166,15 +167,7 @@ def train(cfg: Mapping[str, Any], spikes_path: Path | str, out_dir: Path | str,
 
 def load_model(run_dir: Path | str) -> tuple[KalmanSSL, dict[str, Any]]:
     """The trained model of ``run_dir/model.pt`` and its resolved config."""
-    path = Path(run_dir) / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no trained model (run the train stage first)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = state["config"]
-    model = build_model(cfg)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, cfg
+    return load_trained_run(run_dir, build_model, "hippocampus")
 
 
 __all__ = ["DATA_DEFAULTS", "SpikeSeries", "build_model", "filter_series", "load_model", "resolve", "train"]

@@ -7,13 +7,14 @@ from typing import Any, Mapping
 
 import torch
 
-from ldm.models.kalman_defaults import DEFAULTS, deep_merge
+from ldm.models.kalman_defaults import DEFAULTS
+from ldm.pipeline.config import merge_settings
 
 
 
 def build_optimizer(model: torch.nn.Module, optim_cfg: Mapping[str, Any]) -> torch.optim.Adam:
     """Adam with parameter groups: lr_group = lr * batch_size / 256 * multiplier (the authors' code)."""
-    cfg = deep_merge(DEFAULTS["optim"], optim_cfg)
+    cfg = merge_settings(DEFAULTS["optim"], optim_cfg)
     scale = float(cfg["batch_size"]) / float(cfg["lr_scale_batch"])
     base = float(cfg["lr"]) * scale
     mult = cfg["multipliers"]
@@ -43,7 +44,7 @@ def build_optimizer(model: torch.nn.Module, optim_cfg: Mapping[str, Any]) -> tor
 def build_scheduler(optimizer: torch.optim.Optimizer, optim_cfg: Mapping[str, Any]) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-epoch schedule: ``step`` (x0.5 at int(0.33 E), int(0.66 E)), ``linear`` (1 -> min_lr_factor over
     E epochs) or ``none``."""
-    cfg = deep_merge(DEFAULTS["optim"], optim_cfg)
+    cfg = merge_settings(DEFAULTS["optim"], optim_cfg)
     E = int(cfg["epochs"])
     kind = cfg["scheduler"]
     if kind == "step":

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ldm.pipeline.config import merge_settings
+from ldm.pipeline.config import layered_settings
 from ldm.pipeline.stages import Job, stage
 
 EXPERIMENT = "images"
@@ -23,14 +23,6 @@ def _section(config: Mapping[str, Any]) -> Mapping[str, Any]:
     if "images" not in config:
         raise KeyError("config has no 'images' section (expected keys: images.datasets, images.rows)")
     return config["images"]
-
-
-def run_overrides(section: Mapping[str, Any], dataset: str, row: str | None = None) -> dict[str, Any]:
-    """``images.defaults`` <- ``images.dataset_overrides.<dataset>`` <- ``images.row_overrides.<row>``."""
-    over = merge_settings(section.get("defaults") or {}, (section.get("dataset_overrides") or {}).get(dataset, {}))
-    if row is not None:
-        over = merge_settings(over, (section.get("row_overrides") or {}).get(row, {}))
-    return over
 
 
 def _check(section: Mapping[str, Any], wc: Mapping[str, str]) -> None:
@@ -44,7 +36,7 @@ def _run_settings(config: Mapping[str, Any], wc: Mapping[str, str]) -> dict[str,
     s = _section(config)
     _check(s, wc)
     return {"dataset": wc["dataset"], "row": wc["row"], "seed": int(wc["seed"]),
-            "overrides": run_overrides(s, wc["dataset"], wc["row"])}
+            "overrides": layered_settings(s, dataset=wc["dataset"], row=wc["row"])}
 
 
 def _train_settings(config: Mapping[str, Any], wc: Mapping[str, str]) -> dict[str, Any]:
@@ -58,7 +50,7 @@ def _eval_settings(config: Mapping[str, Any], wc: Mapping[str, str]) -> dict[str
 def _baseline_settings(config: Mapping[str, Any], wc: Mapping[str, str]) -> dict[str, Any]:
     s = _section(config)
     _check(s, wc)
-    return {"dataset": wc["dataset"], "seed": int(wc["seed"]), "overrides": run_overrides(s, wc["dataset"]),
+    return {"dataset": wc["dataset"], "seed": int(wc["seed"]), "overrides": layered_settings(s, dataset=wc["dataset"]),
             "row": s["rows"][0], "evaluate": dict(s.get("evaluate") or {})}
 
 
@@ -161,7 +153,6 @@ def evaluate(job: Job) -> None:
     import numpy as np
     import torch
 
-    from ldm.evaluation import image_probes as ip
     from ldm.pipeline.io import read_json, save_npz, write_json
     from ldm.training import images as ti
 

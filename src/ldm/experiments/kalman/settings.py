@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ldm.data.video_config import VideoConfig
-from ldm.models.kalman_defaults import DEFAULTS, deep_merge
+from ldm.models.kalman_defaults import DEFAULTS
+from ldm.pipeline.config import merge_settings
 
 
 def kalman_section(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -77,7 +78,7 @@ def generalisation_set(gen: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     from ldm.data.motions import draw_max_harmonic, draw_motions, harmonic_model_size
 
     base_data = dict(gen["dataset"]) if "dataset" in gen else {}
-    run = deep_merge({}, gen["run"]) if "run" in gen else {}
+    run = merge_settings({}, gen["run"]) if "run" in gen else {}
     if gen.get("size_by_harmonics", False):
         # one size for every drawn motion: latent 2K, state 4K, K = the highest harmonic any draw can have
         given = sorted(k for k in ("state_dim", "latent_dim") if k in (run.get("model") or {}))
@@ -124,8 +125,8 @@ def resolve_run(section: Mapping[str, Any], run: str, seed: int) -> dict[str, An
     runs = section["runs"]
     if run not in runs:
         raise KeyError(f"kalman.runs.{run} is not defined (known: {sorted(runs)})")
-    base = deep_merge(DEFAULTS, section.get("defaults") or {})
-    cfg = deep_merge(base, runs[run])
+    base = merge_settings(DEFAULTS, section.get("defaults") or {})
+    cfg = merge_settings(base, runs[run])
     if "dataset" not in cfg:
         raise KeyError(f"kalman.runs.{run}.dataset is missing")
     unknown = sorted(set(cfg) - set(base) - {"dataset"})
