@@ -358,7 +358,7 @@ def prepare_imagenet100(settings: dict[str, Any], out_dir: str | os.PathLike) ->
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-index-", dir=out_dir.parent))
         try:
-            meta = build_index(root, staging, classes=classes, expected=expected, source=source, description=description)
+            build_index(root, staging, classes=classes, expected=expected, source=source, description=description)
             pre = begin(out_dir) / f"predecoded_{int(size)}"
             for split in SPLITS:
                 predecode(root, staging / f"{split}_index.csv", pre / f"{split}_images.npy", pre / f"{split}_labels.npy", size=int(size), workers=int(settings["workers"]))

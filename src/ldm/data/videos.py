@@ -20,7 +20,6 @@ test sets are drawn from independent seeds (see :func:`split_seeds`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import torch
 from torch import Tensor, nn
 
 #: Named (hidden_layers, hidden_dim, init) settings.

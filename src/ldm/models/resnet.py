@@ -14,7 +14,6 @@ ResNet-18 (same modules, parameter names and initialisation) with ``fc = Identit
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, ResNet
 

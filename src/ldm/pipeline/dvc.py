@@ -10,7 +10,6 @@ exactly that job through Snakemake (``--allowed-rules``), so both tools execute 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from itertools import groupby
