@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ldm.objectives.objective import KNN, PredictiveObjective
+from ldm.pipeline.config import merge_settings
 
 LOSSES = ("knn", "stopgrad", "logdet", "kde")
 
@@ -40,28 +41,11 @@ LOSS_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any] | None) -> dict[str, Any]:
-    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
-    for k, v in (over or {}).items():
-        if k not in base:
-            raise KeyError(f"loss settings: unknown key {k!r}; known: {sorted(base)}")
-        if isinstance(base[k], Mapping):
-            if not isinstance(v, Mapping):
-                raise TypeError(f"loss settings: {k!r} must be a mapping, got {v!r}")
-            unknown = sorted(set(v) - set(base[k]))
-            if unknown:
-                raise KeyError(f"loss settings: unknown key(s) {unknown} in {k!r}; known: {sorted(base[k])}")
-            out[k].update(v)
-        else:
-            out[k] = v
-    return out
-
-
 def build_objective(name: str, batch_size: int, settings: Mapping[str, Any] | None = None) -> PredictiveObjective:
     """The :class:`PredictiveObjective` of loss ``name`` for training batches of ``batch_size`` sequences."""
     if name not in LOSSES:
         raise ValueError(f"identifiability: unknown loss {name!r}; expected one of {list(LOSSES)}")
-    s = _merge(LOSS_DEFAULTS, settings)
+    s = merge_settings(LOSS_DEFAULTS, settings, "loss settings")
     kn = s["knn"]
     subset = None
     if name == "knn":
