@@ -166,6 +166,18 @@ def test_augment_writes_into_a_given_output():
         aug(x, torch.Generator().manual_seed(4), out=torch.empty(70, 3, 32, 32))
 
 
+def test_augment_is_fp32_under_an_ambient_autocast():
+    # the training step runs under the device's autocast; the views must not depend on it (on CUDA fp16 they
+    # became NaN, tests/test_cuda.py)
+    augment = BatchAugment(pipeline_config("vicreg", size=16))
+    x = _images(n=16)
+    plain = augment(x, torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = augment(x, torch.Generator().manual_seed(1))
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, plain, rtol=0, atol=0)
+
+
 def test_crop_scale_respected():
     aug = BatchAugment(AugmentConfig(scale=(0.2, 0.3)))
     p = aug.sample(2000, 32, 32, torch.Generator().manual_seed(0))

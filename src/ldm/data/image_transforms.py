@@ -354,8 +354,13 @@ class BatchAugment:
         The per-image matrices (crop, colour jitter, grayscale) are built once for the batch; on a CPU the
         images then go through in chunks of ``CPU_CHUNK``, so that the element-wise passes over one chunk
         stay in the core's cache (measured faster than whole-batch passes through memory). Every operation
-        is per image, so the result does not depend on the chunking (tested).
+        is per image, so the result does not depend on the chunking (tested). It always computes in fp32:
+        under an ambient fp16 autocast on CUDA the crop products overflowed to NaN (seen on an H200).
         """
+        with torch.autocast(x.device.type, enabled=False):
+            return self._apply_fp32(x, p, out)
+
+    def _apply_fp32(self, x: Tensor, p: dict[str, Tensor], out: Tensor | None) -> Tensor:
         cfg = self.cfg
         n, _, h, w = x.shape
         p = dict(p)

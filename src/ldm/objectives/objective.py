@@ -368,8 +368,9 @@ class PredictiveObjective(Objective):
     def entropy(self, zp: Tensor, cov: Tensor | None = None, var: Tensor | None = None) -> Tensor:
         """Single-timestep entropy estimate of pooled encodings zp (N, d)."""
         if self.subset_size is not None and zp.shape[0] > self.subset_size:
-            idx = torch.randperm(zp.shape[0], device=zp.device)[: self.subset_size]
-            zp = zp[idx]
+            # drawn from the CPU generator: the same subset on every device, and checkpointed with the run
+            idx = torch.randperm(zp.shape[0])[: self.subset_size]
+            zp = zp[idx.to(zp.device)]
         if self.estimator == "knn":
             return self.knn.single(zp)
         if self.estimator == "logdet":

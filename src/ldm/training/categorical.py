@@ -235,8 +235,9 @@ def train_categorical(
         i1, i2 = batch
         xb = torch.cat([x[i1], x[i2]])  # one forward: BatchNorm statistics over both views
         logits = encoder(xb)  # fit runs step_fn under the device's autocast
-        l1, l2 = logits.float().chunk(2)
-        loss, parts = objective(l1, l2)
+        with device.full_precision():  # the objective in fp32
+            l1, l2 = logits.float().chunk(2)
+            loss, parts = objective(l1, l2)
         terms = {k: v for k, v in parts.items() if k != "loss"}
         return loss, terms, {}
 

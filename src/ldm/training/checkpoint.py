@@ -1,7 +1,7 @@
-"""Atomic training checkpoints that let a killed run resume and end with identical metrics (CPU).
+"""Atomic training checkpoints that let a killed run resume and end with identical metrics.
 
-A checkpoint holds the model, optimiser and scheduler states, the global RNG states (torch, numpy,
-python), the step/epoch counters, the training history and free-form ``extra`` data. It is written to a
+A checkpoint holds the model, optimiser, scheduler and fp16 gradient-scaler states, the global RNG states
+(torch CPU and, once CUDA is in use, every CUDA device; numpy; python), the step/epoch counters, the training history and free-form ``extra`` data. It is written to a
 temporary file in the same folder and renamed onto its final name, so a crash never leaves a truncated
 checkpoint behind.
 """
@@ -21,15 +21,21 @@ LAST = "last.pt"
 
 
 def rng_state() -> dict[str, Any]:
-    """Global RNG states of torch (CPU), numpy and python ``random``."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Global RNG states of torch (CPU, and each CUDA device once CUDA is initialised), numpy and python
+    ``random``."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore states saved by :func:`rng_state`."""
+    """Restore states saved by :func:`rng_state` (CUDA states only where this process uses CUDA)."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_checkpoint(
@@ -42,12 +48,14 @@ def save_checkpoint(
     epoch: int,
     history: Any,
     extra: Optional[dict[str, Any]] = None,
+    scaler: Optional[torch.amp.GradScaler] = None,
 ) -> Path:
     """Write ``<ckpt_dir>/last.pt`` atomically; ``epoch`` = number of completed epochs."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_state(),
         "step": int(step),
         "epoch": int(epoch),
@@ -78,8 +86,9 @@ def load_checkpoint(
     optimizer: Optional[torch.optim.Optimizer] = None,
     scheduler: Optional[Any] = None,
     restore_rng: bool = True,
+    scaler: Optional[torch.amp.GradScaler] = None,
 ) -> dict[str, Any]:
-    """Load states into ``model``/``optimizer``/``scheduler`` (and the RNGs); return step, epoch,
+    """Load states into ``model``/``optimizer``/``scheduler``/``scaler`` (and the RNGs); return step, epoch,
     history and extra. A corrupt file raises an error naming it."""
     path = Path(path)
     try:
@@ -91,6 +100,8 @@ def load_checkpoint(
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:
         scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     if restore_rng:
         set_rng_state(state["rng"])
     return {k: state[k] for k in ("step", "epoch", "history", "extra")}

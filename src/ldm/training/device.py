@@ -77,6 +77,12 @@ class Device:
         with torch.autocast(self.device.type, dtype=self.autocast_dtype):
             yield
 
+    @contextlib.contextmanager
+    def full_precision(self) -> Iterator[None]:
+        """fp32 inside a mixed-precision forward pass: data preparation (augmentation) and the loss."""
+        with torch.autocast(self.device.type, enabled=False):
+            yield
+
     def grad_scaler(self) -> torch.amp.GradScaler | None:
         """A gradient scaler for fp16 (None otherwise)."""
         return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None

@@ -234,19 +234,20 @@ def train(
         x = images[idx.to(device.device)]
         y = labels[idx.to(device.device)]
         g1, g2 = _generator(*key, 1), _generator(*key, 2)
-        x1 = device.batch(augment(x, g1), image=True)
+        x1 = device.batch(augment(x, g1), image=True)  # fp32 views whatever the precision (BatchAugment.apply)
         x2 = device.batch(augment(x, g2), image=True)
         (_, z1, c1), (_, z2, c2) = net(x1, x2)
-        z1, z2 = z1.float(), z2.float()
-        z1g, z2g = gather_with_grad(z1), gather_with_grad(z2)
-        ssl, parts = objective(z1g, z2g)
-        ce = 0.5 * (F.cross_entropy(c1.float(), y) + F.cross_entropy(c2.float(), y))
-        loss = ssl + ce
+        with device.full_precision():  # the entropy estimators and the probe loss in fp32
+            z1, z2 = z1.float(), z2.float()
+            z1g, z2g = gather_with_grad(z1), gather_with_grad(z2)
+            ssl, parts = objective(z1g, z2g)
+            ce = 0.5 * (F.cross_entropy(c1.float(), y) + F.cross_entropy(c2.float(), y))
+            loss = ssl + ce
         terms = {"ssl": ssl.detach(), "online_ce": ce.detach(),
                  **{k: v for k, v in parts.items() if k != "loss"}}
         metrics: dict[str, float] = {}
         if cos_every and step % cos_every == 0 and size == 1 and torch.isfinite(ssl):
-            with torch.autocast(device.device.type, enabled=False):
+            with device.full_precision():
                 h_opt, h_other = entropy_pair(objective, z1g, z2g)
             metrics = {"grad_cos": grad_cosine(h_opt, h_other, ssl_params), "lr": lr}
         return loss, terms, metrics

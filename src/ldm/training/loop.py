@@ -97,7 +97,7 @@ def fit(
     if resume_key is not None:
         history["extra"]["resume_key"] = _key(resume_key)
     if last is not None:
-        state = load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler)
+        state = load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
         step, start_epoch, history = state["step"], state["epoch"], state["history"]
         log.info(f"{desc}: resumed from epoch {start_epoch} (step {step}) of checkpoint {last}")
     for epoch in range(start_epoch, epochs):
@@ -148,7 +148,7 @@ def fit(
         metrics["epoch_time_s"] = time.perf_counter() - t0
         history["epochs"].append({"epoch": epoch + 1, "step": step, **metrics})
         last = save_checkpoint(ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, step=step,
-                               epoch=epoch + 1, history=history, extra=history.get("extra"))
+                               epoch=epoch + 1, history=history, extra=history.get("extra"), scaler=scaler)
         log.info(f"{desc} epoch {epoch + 1}/{epochs}: " + _epoch_line(metrics))
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics)
