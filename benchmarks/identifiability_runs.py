@@ -1,6 +1,8 @@
 """Train + evaluate identifiability runs and print one row per run (held-out affine R², baselines, wall
 times; ``--per-epoch``: each epoch's alignment, R² and encoding spread). Used to size the profiles: each ``--run`` is ``NAME|OVERRIDES_JSON|SEED`` (overrides of
-``ldm.training.identifiability.resolve_config``); the data set is generated once per folder.
+``ldm.training.identifiability.resolve_config``), optionally ``|INIT`` with the name of an earlier run (same
+architecture) whose trained encoder weights this run starts from (``INIT+all``: the whole model, encoder,
+predictor and probe); the data set is generated once per folder.
 
     PYTHONPATH=src python benchmarks/identifiability_runs.py --data /tmp/wobbly2000 --n-train 2000 \\
         --run 'knn|{"loss":"knn","model":{"encoder":{"preset":"released_code"}},"optim":{"epochs":70,"multipliers":{"encoder":20}}}|1'
@@ -31,6 +33,24 @@ def print_epochs(name: str, seed: str, epochs: list) -> None:
               f"{e.get('enc/cov_eig_ratio', float('nan')):9.2e}", flush=True)
 
 
+def _starting_from(build: type, runs_dir: Path, init: str, seed: str) -> type:
+    """``build`` whose encoder (``init`` = ``NAME+all``: whole model) starts from run NAME's trained weights."""
+    name, _, whole = init.partition("+")
+    state = torch.load(runs_dir / f"{name}_s{seed}" / "model.pt", weights_only=False)["model"]
+    if not whole:
+        state = {k: v for k, v in state.items() if k.startswith("encoder.")}
+
+    class WarmStarted(build):
+        def __init__(self, *args, **kw) -> None:
+            super().__init__(*args, **kw)
+            missing = set(state) - set(self.state_dict())
+            if missing:
+                raise KeyError(f"run {name}: weights {sorted(missing)} have no place in this model")
+            self.load_state_dict(state, strict=False)
+
+    return WarmStarted
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True, help="data folder (train.npz/test.npz; generated if missing)")
@@ -39,7 +59,7 @@ def main() -> None:
     p.add_argument("--data-seed", type=int, default=1)
     p.add_argument("--data-config", default="{}", help="JSON overrides of WobblyConfig")
     p.add_argument("--runs-dir", default="/tmp/identifiability_runs")
-    p.add_argument("--run", action="append", required=True, help="NAME|OVERRIDES_JSON|SEED")
+    p.add_argument("--run", action="append", required=True, help="NAME|OVERRIDES_JSON|SEED[|INIT_RUN_NAME]")
     p.add_argument("--per-epoch", action="store_true",
                    help="also print every epoch's training alignment, held-out R² and the raw encodings' spread")
     a = p.parse_args()
@@ -53,12 +73,14 @@ def main() -> None:
     head = (f"{'run':14s} {'seed':>4s} {'steps':>6s} {'train s':>8s} {'eval s':>7s} {'R2 unc':>7s} {'R2 all':>7s} "
             f"{'notebk':>7s} {'orient b->a':>11s} | {'rand unc/all':>13s} {'pixPCA unc/all':>13s} {'pixOLS unc/all':>13s}")
     print(head, flush=True)
+    build = T.PredictiveLDM
     for spec in a.run:
-        name, over, seed = spec.split("|")
+        name, over, seed, *init = spec.split("|")
         over = {"progress": False, **json.loads(over)}
         cfg = T.resolve_config(over, seed=int(seed))
         run = Path(a.runs_dir) / f"{name}_s{seed}"
         shutil.rmtree(run, ignore_errors=True)
+        T.PredictiveLDM = build if not init else _starting_from(build, Path(a.runs_dir), init[0], seed)
         t0 = time.perf_counter()
         s = T.train(cfg, data, run)
         t1 = time.perf_counter()
