@@ -3,7 +3,8 @@
 Image SSL (``ldm.training.images.train``: batched augmentation on the device, ResNet-18, LARS) at the paper's
 CIFAR settings (width 1, batch 256, 32×32) on synthetic images, and the identifiability model
 (``ldm.training.identifiability.train``: MLP encoder + LSTM predictor, batch 128, 100 frames) with the paper's
-kNN and stopgrad configs. Each row is timed through the whole training loop (checkpointing excluded); the
+kNN and stopgrad configs; on a GPU also ImageNet-100 settings with the training set on the GPU or in host
+memory. Each row is timed through the whole training loop (checkpointing excluded); the
 ratio is against the CPU row of the same table, measured in the same run. The last column projects a
 paper-scale run (images: 1000 epochs of 50 000 images; identifiability: predictive.md §4.4's step counts).
 
@@ -26,18 +27,29 @@ PAPER_IMAGE_STEPS = 1000 * (50_000 // 256)
 PAPER_IDENT_STEPS = {"knn": 10_000 // 128 * 300, "stopgrad": 20_000 // 128 * 20}
 
 
-def image_rate(dev: Device, row: str, steps: int) -> float:
-    """Images per second of ``images.train`` steps (median step interval after two warm-up steps)."""
+def image_rate(dev: Device, row: str, steps: int, dataset: str = "cifar10", host_data: bool = False) -> float:
+    """Images per second of ``images.train`` steps (median step interval after two warm-up steps) on random
+    uint8 images (32 px; ImageNet-100: 256 px, 224-px crops, the ImageNet stem). ``host_data``: the training
+    set stays in host memory and each batch is copied over (what ``train`` does when it would not fit)."""
     from ldm.training import images as ti
 
     g = torch.Generator().manual_seed(0)
-    n = 256 * (steps + 2)
-    x = torch.randint(0, 256, (n, 32, 32, 3), generator=g, dtype=torch.uint8)
-    y = torch.randint(0, 10, (n,), generator=g)
-    cfg = ti.resolve_run(row, "cifar10", {"optim": {"epochs": 1, "batch_size": 256, "warmup_epochs": 0}}, seed=1)
+    n, px = 256 * (steps + 3), (256 if dataset == "imagenet100" else 32)
+    x = torch.randint(0, 256, (n, px, px, 3), generator=g, dtype=torch.uint8)
+    classes = 100 if dataset == "imagenet100" else 10
+    y = torch.randint(0, classes, (n,), generator=g)
+    over = {"optim": {"epochs": 1, "batch_size": 256, "warmup_epochs": 0}}
+    if dataset == "imagenet100":
+        over["model"] = {"stem": "imagenet"}
+    cfg = ti.resolve_run(row, dataset, over, seed=1)
     stamps: list[float] = []
-    with tempfile.TemporaryDirectory() as out:
-        ti.train(cfg, x, y, out, n_classes=10, device=dev, step_hook=lambda s: stamps.append(time.perf_counter()))
+    fits = ti.data_fits_on
+    ti.data_fits_on = (lambda *a, **k: False) if host_data else fits
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            ti.train(cfg, x, y, out, n_classes=classes, device=dev, step_hook=lambda s: stamps.append(time.perf_counter()))
+    finally:
+        ti.data_fits_on = fits
     gaps = [b - a for a, b in zip(stamps[2:], stamps[3:])]
     return 256 / statistics.median(gaps)
 
@@ -65,7 +77,7 @@ def main() -> None:
     ap.add_argument("--skip-cpu", action="store_true")
     ap.add_argument("--image-steps", type=int, default=20, help="timed steps per GPU row (CPU: 3)")
     ap.add_argument("--ident-steps", type=int, default=20)
-    ap.add_argument("--parts", default="images,identifiability", help="comma-separated: images, identifiability")
+    ap.add_argument("--parts", default="images,imagenet,identifiability", help="comma-separated: images, imagenet (GPU only), identifiability")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     torch.set_num_threads(args.cpu_threads)
@@ -88,6 +100,18 @@ def main() -> None:
             ratio = f"{r / base:.1f}" if base else "—"
             print(f"| {row} | {name} | {r:.0f} | {ratio} | {PAPER_IMAGE_STEPS * 256 / r / 3600:.1f} |", flush=True)
 
+    if "imagenet" in parts and torch.cuda.is_available():
+        print("\n| image SSL, ImageNet-100 paper settings (224 px) | device | images/s | × on-device data | "
+              "400 epochs of 126 689 (h) |")
+        print("|---|---|---|---|---|")
+        dev = Device.from_settings({"device": "cuda", "precision": "bf16", "channels_last": True})
+        base = None
+        for host in (False, True):
+            r = image_rate(dev, "plane_knn_mi", args.image_steps, "imagenet100", host_data=host)
+            base = base or r
+            where = "data in host memory" if host else "data on the GPU"
+            print(f"| plane_knn_mi | cuda bf16 + channels_last, {where} | {r:.0f} | {r / base:.2f} | "
+                  f"{400 * 126_689 / r / 3600:.1f} |", flush=True)
     if "identifiability" not in parts:
         return
     from ldm.data import wobbly as w

@@ -277,3 +277,17 @@ def test_batch_augment_ignores_an_ambient_autocast(precision):
         under = augment(x, torch.Generator().manual_seed(1))
     assert under.dtype == torch.float32 and torch.isfinite(under).all()
     torch.testing.assert_close(under, plain, rtol=0, atol=0)
+
+
+def test_images_from_host_memory_train_like_images_on_the_device(tmp_path, monkeypatch):
+    # a training set too large for the GPU stays in host memory and each batch is copied over
+    from ldm.training import images as ti
+
+    on_h, on_w = _images(_device(ACCEL), tmp_path / "on_device")
+    seen = []
+    monkeypatch.setattr(ti, "data_fits_on", lambda device, nbytes, share=0.25: seen.append(nbytes) or False)
+    host_h, host_w = _images(_device(ACCEL), tmp_path / "host")
+    assert seen == [48 * 8 * 8 * 3]
+    assert _numbers(host_h) == _numbers(on_h)
+    for k in on_w:
+        assert torch.equal(host_w[k], on_w[k]), k
