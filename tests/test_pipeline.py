@@ -106,7 +106,7 @@ def test_execution_only_settings_rerun_nothing(smoke_workspace: Path, tmp_path: 
 
 def test_figure_module_edit_reruns_figures_only(smoke_workspace: Path) -> None:
     path = smoke_workspace / "src/ldm/experiments/kalman/figures.py"
-    original = _edit(path, '"""Figures of the', '# an edit\n"""Figures of the')
+    original = _edit(path, '"""Figures of the', '_EDITED = 1\n"""Figures of the')
     try:
         want = {"kalman_figures[run=figure8_knn, seed=1]", "kalman_figures[run=inferred_sigma, seed=1]", "kalman_summarize[]"}
         assert planned(smoke_workspace) == want
@@ -117,13 +117,24 @@ def test_figure_module_edit_reruns_figures_only(smoke_workspace: Path) -> None:
 
 def test_video_generator_edit_reruns_videos_and_what_follows(smoke_workspace: Path) -> None:
     path = smoke_workspace / "src/ldm/data/videos.py"
-    original = _edit(path, "def render_clean(", "# an edit\ndef render_clean(")
+    original = _edit(path, "def render_clean(", "_EDITED = 1\n\n\ndef render_clean(")
     try:
         want = {"kalman_videos[dataset=figure8]", "kalman_videos[dataset=circular_inferred]",
                 *kalman_jobs("figure8_knn"), *kalman_jobs("inferred_sigma"), "kalman_summarize[]"}
         assert planned(smoke_workspace) == want
     finally:
         path.write_text(original)
+
+
+def test_comment_and_formatting_edits_rerun_nothing(smoke_workspace: Path) -> None:
+    # videos.py feeds every kalman job; a comment and blank lines change no code that runs
+    path = smoke_workspace / "src/ldm/data/videos.py"
+    original = _edit(path, "def render_clean(", "# a comment only\n\n\ndef render_clean(")
+    try:
+        assert planned(smoke_workspace) == set()
+    finally:
+        path.write_text(original)
+    assert planned(smoke_workspace) == set()
 
 
 def test_catalog_invocation_from_any_directory_plans_the_same(smoke_workspace: Path, tmp_path: Path) -> None:

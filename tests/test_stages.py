@@ -118,8 +118,55 @@ def test_provenance_changes_with_settings_code_and_inputs(tmp_path: Path) -> Non
     base = job.provenance()
     assert Job("kalman.train", {"lr": 0.1}, input={"train": data}, code=[str(code)]).provenance() == base
     assert Job("kalman.train", {"lr": 0.2}, input={"train": data}, code=[str(code)]).provenance() != base
+    code.write_text("# a comment\nx   =   1  # another\n\n")
+    assert job.provenance() == base  # what the code runs is unchanged
     code.write_text("x = 2\n")
     assert job.provenance() != base
     code.write_text("x = 1\n")
     data.write_bytes(b"abd")
     assert job.provenance() != base
+
+
+def test_source_digest_counts_what_the_code_runs(tmp_path: Path) -> None:
+    from ldm.pipeline.stages import source_digest
+
+    py = tmp_path / "m.py"
+    py.write_text('def f(x):\n    """Doc."""\n    return x + 1\n')
+    base = source_digest(py)
+    py.write_text('# header\n\ndef f( x ):  # comment\n    """Doc."""\n\n    return (x + 1)\n')
+    assert source_digest(py) == base
+    for changed in ('def f(x):\n    """Doc."""\n    return x + 2\n', 'def f(x):\n    """Other doc."""\n    return x + 1\n'):
+        py.write_text(changed)
+        assert source_digest(py) != base
+    py.write_text("def broken(:\n")  # not Python: byte for byte
+    first = source_digest(py)
+    py.write_text("def broken(: # \n")
+    assert source_digest(py) != first
+    other = tmp_path / "m.yaml"
+    other.write_text("a: 1\n")
+    b = source_digest(other)
+    other.write_text("a: 1  # c\n")
+    assert source_digest(other) != b
+
+
+def test_code_digest_file_is_rewritten_only_when_the_code_changes(tmp_path: Path) -> None:
+    import os
+
+    from ldm.pipeline.stages import CODE_DIGESTS, code_digest_file, code_source
+
+    src = tmp_path / "src" / "pkg" / "m.py"
+    src.parent.mkdir(parents=True)
+    src.write_text("x = 1\n")
+    os.utime(src, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    rel = code_digest_file("src/pkg/m.py", tmp_path)
+    assert rel == str(CODE_DIGESTS / "src/pkg/m.py.md5") and code_source(rel) == "src/pkg/m.py"
+    assert code_source(f"../repo/{rel}") == "../repo/src/pkg/m.py" and code_source("data/x.npz") == "data/x.npz"
+    digest = tmp_path / rel
+    assert digest.stat().st_mtime_ns == src.stat().st_mtime_ns  # older than outputs made after the source
+    before = (digest.read_text(), digest.stat().st_mtime_ns)
+    src.write_text("x = 1  # a comment\n")
+    code_digest_file("src/pkg/m.py", tmp_path)
+    assert (digest.read_text(), digest.stat().st_mtime_ns) == before  # untouched: nothing reruns
+    src.write_text("x = 2\n")
+    code_digest_file("src/pkg/m.py", tmp_path)
+    assert digest.read_text() != before[0] and digest.stat().st_mtime_ns == src.stat().st_mtime_ns

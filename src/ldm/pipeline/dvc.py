@@ -62,7 +62,7 @@ def _dag(configfile: Path, root: Path, forceall: bool) -> Any:
 def snakemake_jobs(configfile: Path, root: Path | None = None, needrun_only: bool = False) -> list[DagJob]:
     """Every job of the full DAG (as if all outputs were missing) for ``configfile``; with
     ``needrun_only`` the jobs Snakemake would run now (outdated by code, params, inputs or missing)."""
-    from ldm.pipeline.stages import job_settings
+    from ldm.pipeline.stages import code_source, job_settings
 
     root = (root or repo_root()).resolve()
     api, workflow = _dag(configfile, root, forceall=not needrun_only)
@@ -78,7 +78,7 @@ def snakemake_jobs(configfile: Path, root: Path | None = None, needrun_only: boo
                 DagJob(
                     rule=job.rule.name,
                     wildcards=tuple(job.wildcards_dict.items()),
-                    inputs=tuple(sorted(str(f) for f in job.input)),
+                    inputs=tuple(sorted(code_source(str(f)) for f in job.input)),  # sources, not digests
                     outputs=tuple(str(f) for f in job.output),
                     rule_file=str(Path(job.rule.snakefile).resolve().relative_to(root)),
                     stage=stage,

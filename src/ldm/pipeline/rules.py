@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ldm.pipeline.stages import code_files, job_settings
+from ldm.pipeline.stages import code_digest_file, code_files, code_source, job_settings
 
 #: The shell command of every stage rule.
 STAGE = "python -m ldm stage {params.stage} --job {params.job:q} --log {log}"
@@ -27,10 +27,12 @@ class RuleHelpers:
         return self.config.get(name) or {}
 
     def stage_inputs(self, stage_name: str, **named: Any) -> dict[str, Any]:
-        """Named inputs of a stage's rule plus ``code``: every source file the stage runs (so a code
-        change reruns exactly the stages that run it, in Snakemake as in DVC)."""
+        """Named inputs of a stage's rule plus ``code``: the digest file of every source file the stage
+        runs (so a change to what the code runs reruns exactly the stages that run it, and a comment edit
+        reruns nothing; DVC lists the source files themselves)."""
         rel = Path(os.path.relpath(self.root))
-        return {"code": [str(rel / f) for f in code_files(stage_name, self.root)], **named}
+        return {"code": [str(rel / code_digest_file(f, self.root)) for f in code_files(stage_name, self.root)],
+                **named}
 
     def stage_params(self, stage_name: str) -> dict[str, Any]:
         """``stage``: the stage to run; ``settings``: the JSON of exactly the config values the job reads
@@ -48,7 +50,7 @@ class RuleHelpers:
                     "input": {k: v for k, v in input.items() if k != "code"},
                     "output": dict(output.items()),
                     "wildcards": dict(wildcards.items()),
-                    "code": list(input.code),
+                    "code": [code_source(f) for f in input.code],
                     "threads": threads,
                 },
                 sort_keys=True,

@@ -4,7 +4,9 @@ An experiment is a package ``ldm.experiments.<name>`` whose ``stages`` module re
 functions with :func:`stage`. Each stage may name a *settings resolver*: a function of the whole config
 and the job's wildcards returning exactly the settings that job uses. The pipeline hashes those settings
 (Snakemake's params trigger, DVC params) and the stage's code (:func:`code_files`), so a change reruns
-exactly the jobs it affects.
+exactly the jobs it affects. Code counts by what it runs (:func:`source_digest`): a comment or a formatting
+edit reruns nothing. Snakemake sees one digest file per source file (:func:`code_digest_file`, under
+``.ldm/code/``), rewritten only when the digest changes; DVC keeps the source files themselves as deps.
 """
 
 from __future__ import annotations
@@ -83,7 +85,10 @@ class Job:
         """Hash of everything that determines this job's outputs: its settings, the content of the
         code it runs and of its input files. A checkpoint is resumed only under the same hash."""
         h = hashlib.sha256(json.dumps(self.settings, sort_keys=True, default=str).encode())
-        for path in sorted(self.code) + sorted(str(p) for p in self.input.values()):
+        for path in sorted(self.code):
+            h.update(path.encode())
+            h.update(source_digest(Path(path)).encode())
+        for path in sorted(str(p) for p in self.input.values()):
             h.update(path.encode())
             h.update(file_digest(Path(path)).encode())
         return h.hexdigest()[:16]
@@ -104,6 +109,51 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def source_digest(path: Path) -> str:
+    """md5 of what a source file runs: for Python its syntax tree, so comments, blank lines and formatting
+    do not count (docstrings do: they are values a program can read); any other file byte for byte."""
+    path = Path(path)
+    if path.suffix != ".py" or not path.is_file():
+        return file_digest(path)
+    try:
+        tree = ast.parse(path.read_text())
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+        return file_digest(path)
+    return hashlib.md5(ast.dump(tree).encode()).hexdigest()
+
+
+#: Snakemake's code inputs: one digest file per source file, relative to the repository root.
+CODE_DIGESTS = Path(".ldm") / "code"
+
+
+def code_digest_file(source: str, root: Path) -> str:
+    """The digest file of ``source`` (a path relative to ``root``), brought up to date: written when
+    absent or when :func:`source_digest` changed, else left untouched (so a comment edit reruns nothing). A
+    written file takes the source's modification time, so outputs made after the source (or restored by
+    ``dvc pull`` into a fresh clone) stay newer than it. Returns its path relative to ``root``."""
+    rel = CODE_DIGESTS / f"{source}.md5"
+    target, src = Path(root) / rel, Path(root) / source
+    digest = source_digest(src)
+    if not target.is_file() or target.read_text() != digest:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+        tmp.write_text(digest)
+        if src.exists():
+            st = src.stat()
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, target)
+    return str(rel)
+
+
+def code_source(path: str) -> str:
+    """The source file of a digest path from :func:`code_digest_file` (any prefix kept); other paths as given."""
+    marker = f"{CODE_DIGESTS.as_posix()}/"
+    head, sep, tail = path.replace(os.sep, "/").partition(marker)
+    if not sep or not tail.endswith(".md5"):
+        return path
+    return head + tail[: -len(".md5")]
 
 
 def settings_hash(settings: Any) -> str:
