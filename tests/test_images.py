@@ -473,3 +473,16 @@ def test_stage_chain_tables_and_figures(tmp_path):
     names = {p.name for p in figs.glob("*.png")}
     assert {"cifar10_spectrum.png", "cifar10_tsne.png", "cifar10_accuracy_vs_dim.png", "cifar10_grad_cos.png",
             "cifar10_jacobian_logdet.png"} <= names
+
+
+def test_more_torchrun_processes_than_gpus_is_named(monkeypatch):
+    # 2 processes on a 1-GPU node: a clear error before any process group starts
+    from ldm.training import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda *a, **k: pytest.fail("must not start"))
+    with pytest.raises(RuntimeError, match="local rank 1, but this node has 1 visible GPU"):
+        distributed.init_from_env()

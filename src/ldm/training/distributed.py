@@ -54,8 +54,12 @@ def init_from_env(backend: str | None = None) -> tuple[int, int]:
     returns (rank, world size); (0, 1) when not launched by torchrun."""
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
         return 0, 1
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available() and local >= torch.cuda.device_count():
+        raise RuntimeError(f"torchrun started local rank {local}, but this node has {torch.cuda.device_count()} "
+                           "visible GPU(s): use --nproc_per_node at most the GPU count (one process per GPU)")
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     dist.init_process_group(backend)
     if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(local)
     return dist.get_rank(), dist.get_world_size()
