@@ -285,7 +285,7 @@ def test_images_from_host_memory_train_like_images_on_the_device(tmp_path, monke
 
     on_h, on_w = _images(_device(ACCEL), tmp_path / "on_device")
     seen = []
-    monkeypatch.setattr(ti, "data_fits_on", lambda device, nbytes, share=0.25: seen.append(nbytes) or False)
+    monkeypatch.setattr(ti, "data_fits_on", lambda device, nbytes, **kw: seen.append(nbytes) or False)
     host_h, host_w = _images(_device(ACCEL), tmp_path / "host")
     assert seen == [48 * 8 * 8 * 3]
     assert _numbers(host_h) == _numbers(on_h)

@@ -149,10 +149,11 @@ def _generator(*keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def data_fits_on(device: Any, nbytes: int, share: float = 0.25) -> bool:
+def data_fits_on(device: Any, nbytes: int, share: float = 0.5) -> bool:
     """Whether a training set of ``nbytes`` should live on ``device`` for the whole run: always on the CPU;
     on a GPU if it takes at most ``share`` of the memory free now (ImageNet-100 at 256 px is ~25 GB per
-    process), else it stays in host memory and each batch is copied over."""
+    process: on the GPU of an 80 GB card, in host memory on a 40 GB one), else it stays in host memory and
+    each batch is copied over."""
     if device.device.type != "cuda":
         return True
     free, _total = torch.cuda.mem_get_info(device.device)
